@@ -1,0 +1,33 @@
+"""The contract every output codec implements: streaming PCM in, container bytes out."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from veena.platform.audio import PCM
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """One request's encoder. Not thread-safe; used from one worker thread at a time."""
+
+    def encode(self, block: PCM) -> bytes:
+        """Encodes one block (resampling to the output rate if needed); returns ready bytes."""
+
+    def finish(self) -> bytes:
+        """Flushes everything held back; the stream is complete and decodable afterwards."""
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """A named output format: what it accepts and how to open an encoder."""
+
+    name: str
+    media_type: str
+    aliases: tuple[str, ...]
+    sample_rates: tuple[int, ...]
+    default_sample_rate: int | None
+    """None: keep the voice's native rate when it is allowed."""
+
+    def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> Encoder:
+        """A fresh encoder writing ``sample_rate`` Hz mono output."""

@@ -1,0 +1,98 @@
+"""Typed configuration: one TOML file decoded with msgspec; each plugin brings its own struct."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from veena.platform.errors import ConfigError
+
+ENV_CONFIG = "VEENA_CONFIG"
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """How the HTTP server listens and what it announces."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_version: str = "veena-0.1"
+    max_text_chars: int = 50_000
+    allow_open_access: bool = False
+    """Serve without authentication on a non-loopback address (refused otherwise)."""
+
+
+class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """What a request gets when it leaves a field out."""
+
+    speaker: str = "kavya"
+    format: str = "wav"
+    sample_rate: int | None = None
+    stream: bool = True
+    normalize: bool = True
+    chunking: bool = True
+
+
+class StagesConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Which implementation serves each stage."""
+
+    synthesizer: str = "espeak"
+    normalizers: list[str] = []
+    """Normalizers to run, in order; empty = every registered one, by name."""
+
+
+class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole configuration file."""
+
+    disable: list[str] = []
+    """Plugins (entry-point names) not to load."""
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    defaults: DefaultsConfig = msgspec.field(default_factory=DefaultsConfig)
+    stages: StagesConfig = msgspec.field(default_factory=StagesConfig)
+    plugins: dict[str, dict[str, Any]] = {}
+    """Per-plugin tables, ``[plugins.NAME]``, each decoded into that plugin's ``Config`` struct."""
+
+
+def _explain(exc: msgspec.ValidationError, where: str) -> ConfigError:
+    # msgspec names the path as "at `$.server.port`"; turn it into a dotted TOML key.
+    msg = str(exc).replace("`$.", f"`{where}").replace("`$`", f"`{where.rstrip('.') or 'top level'}`")
+    return ConfigError(f"invalid configuration: {msg}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> VeenaConfig:
+    """Reads ``path`` (or ``$VEENA_CONFIG``); with neither, returns the defaults."""
+    path = path or os.environ.get(ENV_CONFIG)
+    if not path:
+        return VeenaConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {p} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc
+    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> VeenaConfig:
+    """Validates a decoded TOML document; the error names the offending key."""
+    try:
+        return msgspec.convert(data, VeenaConfig)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, "") from exc
+
+
+def plugin_settings(name: str, struct: type[msgspec.Struct] | None, table: dict[str, Any]) -> Any:
+    """Decodes ``[plugins.NAME]`` into the plugin's struct, naming any bad key."""
+    if struct is None:
+        if table:
+            raise ConfigError(f"invalid configuration: plugin {name!r} takes no settings "
+                              f"(found `plugins.{name}.{next(iter(table))}`)")
+        return None
+    try:
+        return msgspec.convert(table, struct)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, f"plugins.{name}.") from exc

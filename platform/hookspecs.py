@@ -1,0 +1,213 @@
+"""Every hook a Veena plugin can implement.
+
+Calling patterns (see docs/hooks.md):
+
+- **registration**: called once at start-up on every plugin; each returns an iterable of named
+  objects that go into a registry which rejects duplicate names.
+- **selection** (``firstresult``): the first non-None result wins. Only used where every
+  implementation returns a plain value or an async iterator, never a coroutine.
+- **chain** (``wrapper=True`` implementations): a built-in implementation does the work, and
+  wrappers around it transform what it returns (``result = yield``; ``return changed``).
+- **fan-out**: every implementation is called; results that are awaitable are awaited
+  ("await me maybe").
+
+Hooks are called once per stage per request, never per audio block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from veena.codecs.base import Codec
+    from veena.platform.audio import PCM
+    from veena.platform.job import Job, Principal
+    from veena.platform.runtime import RequestInfo, Runtime, RequestRecord
+    from veena.platform.synthesis import Synthesizer
+    from veena.platform.text import Normalizer
+    from veena.speakers import Speaker
+
+PROJECT = "veena"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- start-up registration -------------------------------------------------------------------
+
+@hookspec
+def veena_register_codecs(runtime: Runtime) -> Iterable[Codec]:
+    """Output formats this plugin provides.
+
+    :param runtime: the application runtime (config, registries) being built.
+    :return: codec objects (see ``veena.codecs.base.Codec``); their ``name`` and ``aliases``
+        must be unique across all plugins.
+
+    Called once at start-up on every plugin (registration pattern).
+    """
+
+
+@hookspec
+def veena_register_synthesizers(runtime: Runtime) -> Iterable[Synthesizer]:
+    """Voice back-ends this plugin provides.
+
+    :param runtime: the application runtime; read this plugin's settings with
+        ``runtime.plugin_config(name)``.
+    :return: synthesizer objects (see ``veena.platform.synthesis.Synthesizer``) with unique names.
+
+    Called once at start-up on every plugin (registration pattern).
+    """
+
+
+@hookspec
+def veena_register_normalizers(runtime: Runtime) -> Iterable[Normalizer]:
+    """Text normalizers this plugin provides.
+
+    :param runtime: the application runtime.
+    :return: normalizer objects (see ``veena.platform.text.Normalizer``) with unique names. They
+        run in the order ``[stages] normalizers`` lists; unlisted ones run after, by name.
+
+    Called once at start-up on every plugin (registration pattern).
+    """
+
+
+@hookspec
+def veena_register_speakers(runtime: Runtime) -> Iterable[Speaker]:
+    """Voices this plugin provides.
+
+    :param runtime: the application runtime.
+    :return: ``veena.speakers.Speaker`` objects; names and aliases must be unique.
+
+    Called once at start-up on every plugin (registration pattern).
+    """
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+@hookspec
+def veena_startup(runtime: Runtime) -> Awaitable[None] | None:
+    """Starts background work (engines, caches, queues) once the registries are filled.
+
+    :param runtime: the application runtime.
+    :return: None or an awaitable, which is awaited.
+
+    Called once when the server starts, on every plugin (fan-out).
+    """
+
+
+@hookspec
+def veena_shutdown(runtime: Runtime) -> Awaitable[None] | None:
+    """Stops background work and drains queues.
+
+    :param runtime: the application runtime.
+    :return: None or an awaitable, which is awaited.
+
+    Called once when the server stops, on every plugin (fan-out, in reverse start order).
+    """
+
+
+# --- per-request stages ----------------------------------------------------------------------
+
+@hookspec
+def veena_authenticate(request: RequestInfo, runtime: Runtime) -> Principal | Awaitable[Principal | None] | None:
+    """Decides who is calling and whether they may synthesize.
+
+    :param request: method, path, headers and client address of the HTTP request.
+    :param runtime: the application runtime.
+    :return: a ``Principal`` (or an awaitable of one) to admit the request, None to abstain.
+        Raise ``VeenaError`` (401, 402, 429 ...) to reject it.
+
+    Called once per request before the response starts, on every plugin (fan-out, awaited);
+    the first Principal returned wins. With no Principal at all the request is anonymous.
+    """
+
+
+@hookspec(firstresult=True)
+def veena_normalize_text(text: str, job: Job, runtime: Runtime) -> str | None:
+    """Turns the request text into what the voice should read.
+
+    :param text: the original request text.
+    :param job: the request (language, speaker, ``job.normalize`` switch).
+    :param runtime: the application runtime (normalizer registry, config).
+    :return: the normalized text. The built-in ``core`` plugin runs the registered normalizers
+        in configured order; wrappers may change its result.
+
+    Called once per request, after authentication (chain: first result, wrappers around it).
+    """
+
+
+@hookspec(firstresult=True)
+def veena_chunk_text(text: str, job: Job, runtime: Runtime) -> list[str] | None:
+    """Splits normalized text into the chunks the synthesizer generates in order.
+
+    :param text: the normalized text.
+    :param job: the request (``job.chunking`` switch, synthesizer).
+    :param runtime: the application runtime.
+    :return: a non-empty list of chunks (the whole text as one chunk when chunking is off).
+
+    Called once per request, after normalization (selection: first non-None result).
+    """
+
+
+@hookspec(firstresult=True)
+def veena_synthesize(job: Job, runtime: Runtime) -> AsyncIterator[PCM] | None:
+    """Starts synthesis of ``job.chunks`` and returns its audio stream.
+
+    :param job: the request with its chunks, speaker and synthesizer name filled in.
+    :param runtime: the application runtime (synthesizer registry).
+    :return: an async iterator of ``PCM`` blocks (not a coroutine). The built-in ``core`` plugin
+        returns the stream of the synthesizer named in ``job.synthesizer``.
+
+    Called once per request when the response starts (selection: first non-None result).
+    """
+
+
+@hookspec(firstresult=True)
+def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[PCM] | None:
+    """Transforms the synthesized audio stream (super-resolution, effects).
+
+    :param stream: the audio from synthesis (or from the processor inside this one).
+    :param job: the request; ``job.output.sample_rate`` is the rate the client asked for.
+    :param runtime: the application runtime.
+    :return: an async iterator of PCM blocks. The built-in ``core`` implementation returns the
+        stream unchanged; processors implement this hook with ``wrapper=True`` and return a
+        stream that wraps the inner one.
+
+    Called once per request (chain of wrappers around the core implementation).
+    """
+
+
+@hookspec(firstresult=True)
+def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[bytes] | None:
+    """Encodes the audio stream into the output format's bytes.
+
+    :param stream: the processed audio.
+    :param job: the request; ``job.output`` names the codec, rate and bitrate.
+    :param runtime: the application runtime (codec registry).
+    :return: an async iterator of byte strings, each sent to the client as it comes. The
+        built-in ``core`` plugin encodes with the registered codec off the event loop.
+
+    Called once per request (selection: first non-None result).
+    """
+
+
+@hookspec
+def veena_request_finished(record: RequestRecord, runtime: Runtime) -> Awaitable[None] | None:
+    """Records a finished request (storage, usage, billing).
+
+    :param record: what was asked, what was delivered, timings and outcome; never blocks the
+        first byte because it runs after the response is complete (or cancelled).
+    :param runtime: the application runtime.
+    :return: None or an awaitable, which is awaited; errors are logged, never raised to clients.
+
+    Called once per request after its stream ends for any reason (fan-out).
+    """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in dict(globals()).items()
+    if name.startswith("veena_") and callable(value))
+"""All hook names, for documentation checks."""
+

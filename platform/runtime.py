@@ -1,0 +1,82 @@
+"""The application runtime: config, plugin manager and registries, built by ``build_runtime``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from veena.platform.registry import Registry
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from veena.codecs.base import Codec
+    from veena.platform.config import VeenaConfig
+    from veena.platform.synthesis import Synthesizer
+    from veena.platform.text import Normalizer
+    from veena.speakers import SpeakerCatalog
+
+log = logging.getLogger("veena")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What authentication sees of an HTTP request."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    client_host: str | None
+
+
+class RequestRecord(msgspec.Struct, kw_only=True):
+    """One finished request, as handed to storage and usage plugins."""
+
+    request_id: str
+    key_id: str | None
+    speaker: str
+    synthesizer: str
+    format: str
+    sample_rate: int
+    stream: bool
+    original_text: str
+    normalized_text: str
+    chunks: int
+    chars_requested: int
+    chars_delivered: int
+    audio_seconds: float
+    bytes_sent: int
+    ttfb_ms: float | None
+    total_ms: float
+    outcome: str
+    """"completed", "cancelled" (client went away) or "failed"."""
+    error_code: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass
+class Runtime:
+    """Everything the app shares across requests."""
+
+    config: VeenaConfig
+    pm: pluggy.PluginManager
+    speakers: SpeakerCatalog
+    codecs: Registry[Codec] = field(default_factory=lambda: Registry("codec"))
+    synthesizers: Registry[Synthesizer] = field(default_factory=lambda: Registry("synthesizer"))
+    normalizers: Registry[Normalizer] = field(default_factory=lambda: Registry("normalizer"))
+    plugin_configs: dict[str, Any] = field(default_factory=dict)
+    plugin_sources: dict[str, str] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    """Shared objects plugins publish for each other (e.g. the key cache)."""
+
+    def plugin_config(self, name: str) -> Any:
+        """The decoded ``[plugins.NAME]`` settings of plugin ``name`` (its Config defaults)."""
+        return self.plugin_configs.get(name)
+
+    def codec(self, name: str) -> Codec | None:
+        """The codec called ``name`` or one of its aliases."""
+        return self.codecs.get(name) or next(
+            (c for c in self.codecs if name.lower() in c.aliases), None)

@@ -1,0 +1,17 @@
+"""The contract for text normalizers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from veena.platform.job import Job
+
+
+@runtime_checkable
+class Normalizer(Protocol):
+    """Rewrites text into what a voice should read. Deterministic, idempotent, never raises."""
+
+    name: str
+
+    def normalize(self, text: str, job: Job) -> str: ...

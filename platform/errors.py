@@ -8,11 +8,13 @@ from typing import Any
 class VeenaError(Exception):
     """An error with a stable machine-readable ``code`` that maps to an HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int = 400, **details: Any) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, *,
+                 headers: dict[str, str] | None = None, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.headers = headers or {}
         self.details = details
 
     def body(self, request_id: str | None = None) -> dict[str, Any]:

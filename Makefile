@@ -1,0 +1,20 @@
+# Two entry points: `make serve` runs the service on the embedded voice, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: serve test bench
+serve: $(BIN)/.installed
+	$(BIN)/veena serve $(ARGS)
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -q $(ARGS)
+
+bench: $(BIN)/.installed
+	for f in tests/performance/bench_*.py; do $(BIN)/python $$f || exit 1; done

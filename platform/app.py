@@ -1,0 +1,163 @@
+"""The Litestar application: routes, error mapping and lifecycle, built by ``create_app``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Stream
+
+from veena.platform.awaitables import await_all
+from veena.platform.config import VeenaConfig, load_config
+from veena.platform.errors import VeenaError
+from veena.platform.headers import error_headers, response_headers
+from veena.platform.pipeline import Pipeline, new_request_id
+from veena.platform.plugins import build_runtime
+from veena.platform.runtime import RequestInfo, Runtime
+from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, SpeechRequest,
+                                    VoiceInfo)
+
+log = logging.getLogger("veena.app")
+
+
+def _pipeline(request: Request) -> Pipeline:
+    return request.app.state.pipeline
+
+
+def _request_id(request: Request) -> str:
+    rid = request.scope.get("state", {}).get("request_id")
+    if rid is None:
+        rid = new_request_id(request.headers.get("x-request-id"))
+        request.scope.setdefault("state", {})["request_id"] = rid
+    return rid
+
+
+async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
+    pipeline = _pipeline(request)
+    rid = _request_id(request)
+    principal = await pipeline.admit(RequestInfo(
+        method=request.method, path=request.url.path, headers=dict(request.headers),
+        client_host=request.client.host if request.client else None))
+    job = pipeline.prepare(data, rid, principal)
+    codec = pipeline.runtime.codec(job.output.codec)
+    audio = pipeline.audio(job)
+    if not job.stream:
+        async with aclosing(audio):
+            body = b"".join([chunk async for chunk in audio])
+        return Response(body, media_type=codec.media_type, status_code=200,
+                        headers=response_headers(job, pipeline.runtime, whole_body=True))
+    # Pull the first bytes before the status line goes out, so a failure to start is a
+    # proper JSON error rather than a broken 200.
+    try:
+        first = await anext(audio)
+    except StopAsyncIteration:
+        first = b""
+    except BaseException:
+        await audio.aclose()
+        raise
+    return Stream(_prepend(first, audio), media_type=codec.media_type, status_code=200,
+                  headers=response_headers(job, pipeline.runtime, whole_body=False))
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async with aclosing(rest):
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+
+
+@post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
+async def generate(request: Request, data: GenerateRequest) -> Response[Any]:
+    return await _synthesize(request, data)
+
+
+@post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint")
+async def openai_speech(request: Request, data: SpeechRequest) -> Response[Any]:
+    return await _synthesize(request, data.to_generate())
+
+
+@get("/v1/tts/health", summary="Liveness and what is loaded")
+async def health(request: Request) -> Health:
+    rt: Runtime = _pipeline(request).runtime
+    ready = rt.state.get("ready", True)
+    return Health(status="ok" if ready else "starting",
+                  model_version=rt.config.server.model_version,
+                  synthesizer=rt.config.stages.synthesizer,
+                  synthesizers=rt.synthesizers.names(), formats=rt.codecs.names(),
+                  voices=len(rt.speakers), active_streams=_pipeline(request).active_streams)
+
+
+@get("/v1/voices", summary="The voices this server speaks with")
+async def voices(request: Request) -> list[VoiceInfo]:
+    return [VoiceInfo(s.name, s.aliases, s.languages, s.gender, s.description)
+            for s in _pipeline(request).runtime.speakers]
+
+
+@get("/v1/formats", summary="Output formats, their aliases and sample rates")
+async def formats(request: Request) -> list[FormatInfo]:
+    rt = _pipeline(request).runtime
+    return [FormatInfo(c.name, c.media_type, tuple(c.aliases), tuple(c.sample_rates),
+                       c.default_sample_rate) for c in sorted(rt.codecs, key=lambda c: c.name)]
+
+
+def _error_response(request: Request, error: VeenaError) -> Response[Any]:
+    rid = _request_id(request)
+    return Response(error.body(rid), status_code=error.status,
+                    headers={**error_headers(rid), **error.headers})
+
+
+def _on_veena_error(request: Request, exc: VeenaError) -> Response[Any]:
+    return _error_response(request, exc)
+
+
+def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    message = "; ".join(str(p.get("message", p)) if isinstance(p, dict) else str(p)
+                        for p in problems) or str(exc.detail)
+    return _error_response(request, VeenaError("invalid_request", message, 400))
+
+
+def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code))
+
+
+def _on_crash(request: Request, exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return _error_response(request, VeenaError("internal_error", "internal server error", 500))
+
+
+def create_app(config: VeenaConfig | None = None, *,
+               plugins: Iterable[tuple[str, object]] = ()) -> Litestar:
+    """Builds the runtime (plugins, registries) and the Litestar app around it.
+
+    :param config: the configuration (default: ``$VEENA_CONFIG`` or built-in defaults).
+    :param plugins: extra (name, plugin) pairs registered next to the entry points.
+    """
+    runtime = build_runtime(config or load_config(), extra=plugins)
+    pipeline = Pipeline(runtime)
+
+    async def startup(app: Litestar) -> None:
+        await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
+
+    async def shutdown(app: Litestar) -> None:
+        await pipeline.drain()
+        await await_all(reversed(runtime.pm.hook.veena_shutdown(runtime=runtime)))
+
+    app = Litestar(
+        route_handlers=[generate, openai_speech, health, voices, formats],
+        on_startup=[startup], on_shutdown=[shutdown],
+        exception_handlers={VeenaError: _on_veena_error, ValidationException: _on_validation,
+                            HTTPException: _on_http, Exception: _on_crash},
+        openapi_config=OpenAPIConfig(title="Veena TTS", version="0.1.0", path="/schema"),
+        debug=False,
+    )
+    app.state.pipeline = pipeline
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,155 @@
+"""The ``veena`` command: serve, say, voices, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+import sys
+from collections.abc import Callable
+from typing import BinaryIO
+
+from veena.platform.config import VeenaConfig, load_config
+from veena.platform.errors import ConfigError, VeenaError
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
+
+
+def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
+    """Registers a sub-command: ``setup`` adds its arguments, the function runs it."""
+    def wrap(fn: Command) -> Command:
+        COMMANDS[name] = (setup, fn)
+        return fn
+    return wrap
+
+
+def _config(args: argparse.Namespace) -> VeenaConfig:
+    return load_config(getattr(args, "config", None))
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default from config: 8000)")
+
+
+@command("serve", _serve_args)
+def serve(args: argparse.Namespace) -> int:
+    """Runs the HTTP API."""
+    import uvicorn
+
+    from veena.platform.app import create_app
+
+    config = _config(args)
+    if args.host:
+        config.server.host = args.host
+    if args.port:
+        config.server.port = args.port
+    app = create_app(config)
+    uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info")
+    return 0
+
+
+def _say_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="text to speak ('-' reads standard input)")
+    p.add_argument("--voice", help="speaker name or alias")
+    p.add_argument("--format", help="output format (wav, mp3, opus_48000_64, ...)")
+    p.add_argument("--rate", type=int, help="output sample rate in Hz")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+
+
+@command("say", _say_args)
+def say(args: argparse.Namespace) -> int:
+    """Synthesizes text to a file or standard output, streaming as audio is produced."""
+    text = sys.stdin.read() if args.text == "-" else args.text
+    out: BinaryIO = open(args.output, "wb") if args.output else sys.stdout.buffer
+    try:
+        job = asyncio.run(_say(_config(args), text, args, out))
+        if job.output.codec == "wav" and out.seekable():
+            _patch_wav_sizes(out)
+    finally:
+        if args.output:
+            out.close()
+    print(f"{job.audio_seconds:.2f} s of {job.output.codec} at {job.output.sample_rate} Hz "
+          f"({job.speaker.name}, {job.bytes_sent} bytes)", file=sys.stderr)
+    return 0
+
+
+async def _say(config: VeenaConfig, text: str, args: argparse.Namespace, out: BinaryIO):
+    from veena.platform.awaitables import await_all
+    from veena.platform.pipeline import Pipeline, new_request_id
+    from veena.platform.plugins import build_runtime
+    from veena.platform.schemas import GenerateRequest
+
+    runtime = build_runtime(config)
+    await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
+    pipeline = Pipeline(runtime)
+    try:
+        job = pipeline.prepare(GenerateRequest(text=text, speaker=args.voice, format=args.format,
+                                               sample_rate=args.rate, stream=True),
+                               new_request_id(None))
+        async for data in pipeline.audio(job):
+            out.write(data)
+            out.flush()
+        await pipeline.drain()
+        return job
+    finally:
+        await await_all(reversed(runtime.pm.hook.veena_shutdown(runtime=runtime)))
+
+
+def _patch_wav_sizes(f: BinaryIO) -> None:
+    """A streamed WAV carries 0xFFFFFFFF sizes; a seekable file gets the exact ones."""
+    size = f.seek(0, 2)
+    f.seek(4)
+    f.write(struct.pack("<I", size - 8))
+    f.seek(40)
+    f.write(struct.pack("<I", size - 44))
+
+
+@command("voices", lambda p: None)
+def voices(args: argparse.Namespace) -> int:
+    """Lists the voices."""
+    from veena.platform.plugins import build_runtime
+
+    runtime = build_runtime(_config(args))
+    for s in runtime.speakers:
+        print(f"{s.name:<12} {s.gender:<7} {','.join(s.languages):<10} {s.description}")
+    return 0
+
+
+@command("plugins", lambda p: None)
+def plugins(args: argparse.Namespace) -> int:
+    """Lists the loaded plugins and where each comes from."""
+    from veena.platform.plugins import build_runtime, loaded_plugins
+
+    runtime = build_runtime(_config(args))
+    for name, _plugin, source in loaded_plugins(runtime):
+        print(f"{name:<12} {source}")
+    for kind, registry in (("codecs", runtime.codecs), ("synthesizers", runtime.synthesizers),
+                           ("normalizers", runtime.normalizers)):
+        print(f"{kind}: {', '.join(f'{n} ({registry.owner(n)})' for n in registry.names())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="veena", description="Veena text-to-speech")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (setup, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0])
+        p.add_argument("--config", help="TOML configuration file (default: $VEENA_CONFIG)")
+        setup(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, VeenaError) as exc:
+        print(f"veena: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""One request through every stage: admit, prepare (normalize, chunk), then stream audio bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import msgspec
+
+from veena.codecs.formats import parse_format
+from veena.platform.audio import PCM
+from veena.platform.awaitables import await_maybe
+from veena.platform.errors import VeenaError, invalid_choice
+from veena.platform.job import Job, OutputFormat, Principal, SamplingOptions
+from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
+from veena.platform.schemas import GenerateRequest
+
+log = logging.getLogger("veena.pipeline")
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def decode_body(body: bytes, struct: type[S]) -> S:
+    """Decodes a JSON body; a 400 ``invalid_request`` names the offending field."""
+    try:
+        return msgspec.json.decode(body, type=struct)
+    except msgspec.ValidationError as exc:
+        raise VeenaError("invalid_request", str(exc).replace("`$.", "`"), 400) from exc
+    except msgspec.DecodeError as exc:
+        raise VeenaError("invalid_json", f"request body is not valid JSON: {exc}", 400) from exc
+
+
+def new_request_id(client_value: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a fresh one."""
+    if client_value and len(client_value) <= 128 and client_value.isprintable():
+        return client_value
+    return uuid.uuid4().hex
+
+
+class Pipeline:
+    """Runs the stage hooks for one request at a time; shared by HTTP and the CLI."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.hook = runtime.pm.hook
+        self._background: set[asyncio.Task[Any]] = set()
+        self.active_streams = 0
+
+    async def admit(self, request: RequestInfo) -> Principal | None:
+        """Fan-out authentication: the first Principal wins; a plugin raises to reject."""
+        for result in self.hook.veena_authenticate(request=request, runtime=self.runtime):
+            result = await await_maybe(result)
+            if result is not None:
+                return result
+        return None
+
+    def prepare(self, req: GenerateRequest, request_id: str,
+                principal: Principal | None = None) -> Job:
+        """Validates the request against registries and config, then normalizes and chunks."""
+        cfg, rt = self.runtime.config, self.runtime
+        text = req.text
+        if not text.strip():
+            raise VeenaError("empty_text", "text must contain at least one non-space character")
+        if len(text) > cfg.server.max_text_chars:
+            raise VeenaError("text_too_long", f"text has {len(text)} characters; the limit is "
+                             f"{cfg.server.max_text_chars}", 400, max_chars=cfg.server.max_text_chars)
+        speaker = rt.speakers.resolve(req.speaker or cfg.defaults.speaker)
+        synthesizer = rt.synthesizers.get(cfg.stages.synthesizer)
+        output = self._output(req, synthesizer.sample_rate)
+        job = Job(
+            request_id=request_id, text=text, speaker=speaker, synthesizer=synthesizer.name,
+            output=output,
+            stream=cfg.defaults.stream if req.stream is None else req.stream,
+            normalize=cfg.defaults.normalize if req.normalize is None else req.normalize,
+            chunking=cfg.defaults.chunking if req.chunking is None else req.chunking,
+            language=req.language,
+            sampling=_sampling(req), principal=principal)
+        job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
+        if not job.normalized_text or not job.normalized_text.strip():
+            raise VeenaError("empty_text", "nothing speakable is left after normalization")
+        job.chunks = self.hook.veena_chunk_text(text=job.normalized_text, job=job, runtime=rt)
+        return job
+
+    def _output(self, req: GenerateRequest, native_rate: int) -> OutputFormat:
+        rt = self.runtime
+        name, rate_in_name, bitrate = parse_format(req.format or rt.config.defaults.format)
+        codec = rt.codec(name)
+        if codec is None:
+            raise invalid_choice("unsupported_format", "format", req.format, rt.codecs.names())
+        rate = req.sample_rate or rate_in_name or rt.config.defaults.sample_rate \
+            or codec.default_sample_rate
+        if rate is None:
+            rate = native_rate if native_rate in codec.sample_rates else max(codec.sample_rates)
+        if rate not in codec.sample_rates:
+            raise VeenaError("unsupported_sample_rate",
+                             f"{codec.name} cannot be sent at {rate} Hz", 400,
+                             valid=list(codec.sample_rates))
+        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=req.bitrate or bitrate)
+
+    async def audio(self, job: Job) -> AsyncIterator[bytes]:
+        """Synthesis -> audio processing -> encoding, as one byte stream. Records the request
+        (fan-out ``veena_request_finished``) when the stream ends for any reason."""
+        rt = self.runtime
+        error_code = None
+        job.timings.synthesis_started = time.perf_counter()
+        self.active_streams += 1
+        try:
+            pcm = self.hook.veena_synthesize(job=job, runtime=rt)
+            pcm = self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt)
+            encoded = self.hook.veena_encode(stream=_measure(pcm, job), job=job, runtime=rt)
+            async with aclosing(encoded):
+                async for data in encoded:
+                    if job.timings.first_byte is None:
+                        job.timings.first_byte = time.perf_counter()
+                    job.chunks_delivered = job.state.get("chunk_started", -1) + 1
+                    job.bytes_sent += len(data)
+                    yield data
+            job.chunks_delivered = len(job.chunks)
+            job.outcome = "completed"
+        except (asyncio.CancelledError, GeneratorExit):
+            job.outcome = "cancelled"
+            raise
+        except VeenaError as exc:
+            job.outcome, error_code = "failed", exc.code
+            raise
+        except Exception:
+            job.outcome, error_code = "failed", "synthesis_failed"
+            log.exception("synthesis failed", extra={"request_id": job.request_id})
+            raise
+        finally:
+            self.active_streams -= 1
+            job.timings.finished = time.perf_counter()
+            self._record(job, error_code)
+
+    def _record(self, job: Job, error_code: str | None) -> None:
+        record = to_record(job, error_code)
+        results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
+        pending = [r for r in results if inspect.isawaitable(r)]
+        if pending:  # a fresh task: the request's own task may be cancelled already
+            task = asyncio.get_running_loop().create_task(_gather_logged(pending))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Waits for request records still being handed to plugins (used at shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+async def _gather_logged(awaitables: list[Any]) -> None:
+    for result in await asyncio.gather(*awaitables, return_exceptions=True):
+        if isinstance(result, BaseException):
+            log.error("a request_finished hook failed: %r", result)
+
+
+async def _measure(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:
+    async with aclosing(stream):
+        async for block in stream:
+            if job.timings.first_audio is None:
+                job.timings.first_audio = time.perf_counter()
+            job.audio_seconds += block.seconds
+            yield block
+
+
+def _sampling(req: GenerateRequest) -> SamplingOptions:
+    s = SamplingOptions()
+    for name in ("temperature", "top_k", "top_p", "seed", "max_tokens"):
+        value = getattr(req, name)
+        if value is not None:
+            setattr(s, name, value)
+    return s
+
+
+def to_record(job: Job, error_code: str | None = None) -> RequestRecord:
+    """The storage/usage view of a finished job."""
+    t = job.timings
+    return RequestRecord(
+        request_id=job.request_id, key_id=job.principal.key_id if job.principal else None,
+        speaker=job.speaker.name, synthesizer=job.synthesizer, format=job.output.codec,
+        sample_rate=job.output.sample_rate, stream=job.stream, original_text=job.text,
+        normalized_text=job.normalized_text or "", chunks=len(job.chunks),
+        chars_requested=sum(len(c) for c in job.chunks), chars_delivered=job.chars_delivered,
+        audio_seconds=round(job.audio_seconds, 4), bytes_sent=job.bytes_sent,
+        ttfb_ms=t.ms_since_received(t.first_byte), total_ms=t.ms_since_received(t.finished) or 0.0,
+        outcome=job.outcome, error_code=error_code, created_at=time.time())

@@ -1,0 +1,90 @@
+"""Shared fixtures: a real Veena server on loopback, started as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ``veena serve`` process on 127.0.0.1; stopped with ``stop()``."""
+
+    def __init__(self, config_text: str | None = None, tmp: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "veena.platform.cli", "serve", "--port", str(self.port)]
+        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        if config_text is not None:
+            assert tmp is not None
+            cfg = tmp / f"veena-{self.port}.toml"
+            cfg.write_text(config_text)
+            cmd += ["--config", str(cfg)]
+        self.log = (tmp or Path("/tmp")) / f"server-{self.port}.log"
+        self._log = open(self.log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     cwd=tmp or ROOT)
+        self._wait()
+
+    def _wait(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/v1/tts/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError(f"server did not start: {self.log.read_text()}")
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/v1/tts/health", timeout=5).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service with no configuration at all: the embedded voice on loopback."""
+    srv = Server(tmp=tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path):
+    """Starts servers with a given TOML config; all are stopped after the test."""
+    servers: list[Server] = []
+
+    def start(config_text: str | None = None, env: dict[str, str] | None = None) -> Server:
+        srv = Server(config_text, tmp_path, env)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()

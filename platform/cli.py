@@ -131,7 +131,18 @@ def plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    from veena.platform import commands
+
+    for module in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{module.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
     parser = argparse.ArgumentParser(prog="veena", description="Veena text-to-speech")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (setup, fn) in COMMANDS.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.response import Stream
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import VeenaError
+from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, new_request_id
 from veena.platform.plugins import build_runtime
@@ -40,9 +42,14 @@ def _request_id(request: Request) -> str:
 async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
     pipeline = _pipeline(request)
     rid = _request_id(request)
+    request_id_var.set(rid)
+    event("tts.request_received", route=request.url.path, text_chars=len(data.text),
+          format=data.format, speaker=data.speaker, stream=data.stream)
+    t = time.perf_counter()
     principal = await pipeline.admit(RequestInfo(
         method=request.method, path=request.url.path, headers=dict(request.headers),
         client_host=request.client.host if request.client else None))
+    event("tts.auth_validated", key_id=principal.key_id if principal else None, ms=ms(t))
     job = pipeline.prepare(data, rid, principal)
     codec = pipeline.runtime.codec(job.output.codec)
     audio = pipeline.audio(job)
@@ -108,6 +115,7 @@ async def formats(request: Request) -> list[FormatInfo]:
 
 def _error_response(request: Request, error: VeenaError) -> Response[Any]:
     rid = _request_id(request)
+    event("tts.error", request_id=rid, code=error.code, status=error.status)
     return Response(error.body(rid), status_code=error.status,
                     headers={**error_headers(rid), **error.headers})
 

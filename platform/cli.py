@@ -45,8 +45,11 @@ def serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port:
         config.server.port = args.port
+    from veena.platform.logs import configure_logging
+
+    configure_logging()
     app = create_app(config)
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info")
+    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None)
     return 0
 
 

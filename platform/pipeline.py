@@ -17,6 +17,7 @@ from veena.codecs.formats import parse_format
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
 from veena.platform.errors import VeenaError, invalid_choice
+from veena.platform.logs import event, ms
 from veena.platform.job import Job, OutputFormat, Principal, SamplingOptions
 from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
 from veena.platform.schemas import GenerateRequest
@@ -80,10 +81,16 @@ class Pipeline:
             chunking=cfg.defaults.chunking if req.chunking is None else req.chunking,
             language=req.language,
             sampling=_sampling(req), principal=principal)
+        t = time.perf_counter()
         job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
+        event("tts.normalization_done", chars_in=len(text), chars_out=len(job.normalized_text or ""),
+              normalize=job.normalize, ms=ms(t))
         if not job.normalized_text or not job.normalized_text.strip():
             raise VeenaError("empty_text", "nothing speakable is left after normalization")
+        t = time.perf_counter()
         job.chunks = self.hook.veena_chunk_text(text=job.normalized_text, job=job, runtime=rt)
+        event("tts.chunking_decision", chunks=len(job.chunks), chunking=job.chunking,
+              max_chunk_chars=max(map(len, job.chunks)), ms=ms(t))
         return job
 
     def _output(self, req: GenerateRequest, native_rate: int) -> OutputFormat:
@@ -109,6 +116,9 @@ class Pipeline:
         error_code = None
         job.timings.synthesis_started = time.perf_counter()
         self.active_streams += 1
+        event("tts.inference_started", synthesizer=job.synthesizer, speaker=job.speaker.name,
+              format=job.output.codec, sample_rate=job.output.sample_rate, stream=job.stream,
+              chunks=len(job.chunks))
         try:
             pcm = self.hook.veena_synthesize(job=job, runtime=rt)
             pcm = self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt)
@@ -117,6 +127,8 @@ class Pipeline:
                 async for data in encoded:
                     if job.timings.first_byte is None:
                         job.timings.first_byte = time.perf_counter()
+                        event("tts.first_audio_emitted", bytes=len(data),
+                              ttfb_ms=job.timings.ms_since_received(job.timings.first_byte))
                     job.chunks_delivered = job.state.get("chunk_started", -1) + 1
                     job.bytes_sent += len(data)
                     yield data
@@ -135,10 +147,16 @@ class Pipeline:
         finally:
             self.active_streams -= 1
             job.timings.finished = time.perf_counter()
-            self._record(job, error_code)
+            record = to_record(job, error_code)
+            event("tts.stream_completed", outcome=job.outcome, error_code=error_code,
+                  audio_seconds=record.audio_seconds, bytes=record.bytes_sent,
+                  chunks_delivered=job.chunks_delivered, ttfb_ms=record.ttfb_ms,
+                  total_ms=record.total_ms,
+                  rtf=round((job.timings.finished - job.timings.synthesis_started) / job.audio_seconds, 4)
+                  if job.audio_seconds else None)
+            self._record(record)
 
-    def _record(self, job: Job, error_code: str | None) -> None:
-        record = to_record(job, error_code)
+    def _record(self, record: RequestRecord) -> None:
         results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
         pending = [r for r in results if inspect.isawaitable(r)]
         if pending:  # a fresh task: the request's own task may be cancelled already

@@ -15,6 +15,16 @@ MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 G711_RATES = (8000, 16000)
 
+# Speed settings. Measured on the project's 2-core Xeon, 16 kHz speech-like input, CPU time of
+# the whole encoder (tests/performance/bench_codecs.py): the 250x-real-time target needs these.
+OPUS_COMPLEXITY = 4
+"""libopus complexity 0..10: 10 (the default) runs at ~64x real time, 5 at ~190x, 4 at ~250x."""
+MP3_QUALITY = 7
+"""LAME ``-q`` 0..9 (lower is better): 3 (LAME's default) ~186x, 5 ~217x, 7 ~270x. 7 keeps the
+psychoacoustic model but skips noise shaping."""
+AAC_CODER = "fast"
+"""FFmpeg's AAC coder: ``twoloop`` (its default) ~45x, ``fast`` ~140x (the fastest it has)."""
+
 FLAC_BLOCK_SIZES = (192, 256, 512, 576, 1024, 1152, 2048, 2304, 4096, 4608)
 FLAC_STREAM_BLOCK_SECONDS = 0.05
 """Streaming FLAC uses the largest standard block of at most 50 ms, so a block leaves at most
@@ -72,7 +82,9 @@ OPUS = ContainerFormat(
     muxer="ogg", encoder="libopus",
     # The Ogg muxer otherwise holds about one second of audio per page.
     streaming_muxer_options={"page_duration": "20000"},
-    bitrate_range=lambda rate: (6_000, 510_000), default_bitrate=lambda rate: 32_000)
+    codec_options=lambda rate, streaming: {"compression_level": str(OPUS_COMPLEXITY)},
+    # FFmpeg's libopus wrapper takes 500..256000 bits/s per channel; below 6 kbit/s is unusable.
+    bitrate_range=lambda rate: (6_000, 256_000), default_bitrate=lambda rate: 32_000)
 
 MP3 = ContainerFormat(
     muxer="mp3", encoder="libmp3lame",
@@ -81,7 +93,8 @@ MP3 = ContainerFormat(
     muxer_options={"id3v2_version": "0"},
     streaming_muxer_options={"write_xing": "0"},
     # Without the bit reservoir LAME hands out each frame about one frame sooner.
-    codec_options=lambda rate, streaming: {"reservoir": "0"} if streaming else {},
+    codec_options=lambda rate, streaming: {"compression_level": str(MP3_QUALITY),
+                                           **({"reservoir": "0"} if streaming else {})},
     bitrate_range=_mp3_bitrates, default_bitrate=_mp3_default_bitrate)
 
 FLAC = ContainerFormat(
@@ -92,6 +105,7 @@ FLAC = ContainerFormat(
 
 AAC = ContainerFormat(
     muxer="adts", encoder="aac",
+    codec_options=lambda rate, streaming: {"aac_coder": AAC_CODER},
     # FFmpeg's AAC-LC encoder caps a mono frame at 6144 bits per 1024 samples.
     bitrate_range=lambda rate: (8_000, 6 * rate),
     default_bitrate=lambda rate: min(64_000, 6 * rate))

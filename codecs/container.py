@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import av
 
-from veena.codecs.resample import Resampler
+from veena.codecs.resample import FrameSource
 from veena.codecs.sink import FileSink, StreamSink
 from veena.platform.audio import PCM
 
@@ -47,7 +47,7 @@ class ContainerFormat:
 
 
 class ContainerEncoder:
-    """Resample -> PyAV encoder -> PyAV muxer -> in-memory sink, for one request."""
+    """PCM -> PyAV encoder (resampling inside) -> PyAV muxer -> in-memory sink, for one request."""
 
     def __init__(self, fmt: ContainerFormat, sample_rate: int, *, streaming: bool,
                  bitrate: int | None) -> None:
@@ -60,22 +60,23 @@ class ContainerEncoder:
             options=fmt.codec_options(sample_rate, streaming))
         if bitrate is not None:
             self._stream.codec_context.bit_rate = bitrate
-        self._resampler = Resampler(sample_rate)
+        self._frames = FrameSource()
         self._started = False
 
-    def _push(self, frames: list[av.AudioFrame | None]) -> None:
-        for frame in frames:
-            packets = self._stream.encode(frame)
-            if packets:
-                self._container.mux(packets)
-                self._started = True
+    def _push(self, frame: av.AudioFrame | None) -> None:
+        packets = self._stream.encode(frame)
+        if packets:
+            self._container.mux(packets)
+            self._started = True
 
     def encode(self, block: PCM) -> bytes:
-        self._push(self._resampler.frames(block))
+        frame = self._frames.frame(block)
+        if frame is not None:
+            self._push(frame)
         return self._sink.drain() if self._streaming else b""
 
     def finish(self) -> bytes:
-        self._push([*self._resampler.flush(), None])
+        self._push(None)
         if not self._started:
             self._container.start_encoding()  # no audio at all: still a valid, empty file
         self._container.close()

@@ -1,4 +1,9 @@
-"""PCM blocks to PyAV audio frames at the output rate, resampling with ``av.AudioResampler``."""
+"""PCM blocks as PyAV frames for a codec context, which resamples them to its own rate.
+
+``AudioCodecContext.encode`` runs every frame through an ``av.AudioResampler`` that PyAV
+creates for that context on the first frame (one per encoder, never shared) and flushes on
+``encode(None)``; it converts rate, sample format and frame size in one filter graph. A second
+resampler in front of it would cost a second graph per block for nothing."""
 
 from __future__ import annotations
 
@@ -9,40 +14,28 @@ import av
 from veena.platform.audio import PCM
 
 
-class Resampler:
-    """Turns one stream's PCM blocks into mono ``s16`` frames at ``rate`` Hz.
+class FrameSource:
+    """Numbers one stream's blocks as consecutive ``s16`` mono frames; every block of a stream
+    must have the same sample rate (ValueError otherwise)."""
 
-    The ``av.AudioResampler`` is created on the first block that needs it; blocks already at
-    ``rate`` pass through without one. Every block of a stream must share one input rate."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._input_rate: int | None = None
-        self._resampler: av.AudioResampler | None = None
+    def __init__(self) -> None:
+        self._rate: int | None = None
+        self._time_base: Fraction | None = None
         self._pts = 0
 
-    def frames(self, block: PCM) -> list[av.AudioFrame]:
-        """Frames at the output rate for ``block`` (possibly none while the resampler fills)."""
-        if self._input_rate is None:
-            self._input_rate = block.sample_rate
-            if block.sample_rate != self.rate:
-                self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
-        elif block.sample_rate != self._input_rate:
-            raise ValueError(f"input sample rate changed mid-stream from {self._input_rate} "
+    def frame(self, block: PCM) -> av.AudioFrame | None:
+        """The block as a frame, or None for an empty block."""
+        if self._rate is None:
+            self._rate, self._time_base = block.sample_rate, Fraction(1, block.sample_rate)
+        elif block.sample_rate != self._rate:
+            raise ValueError(f"input sample rate changed mid-stream from {self._rate} "
                              f"to {block.sample_rate} Hz")
         if not len(block.samples):
-            return []
-        frame = av.AudioFrame.from_ndarray(block.samples.reshape(1, -1), format="s16", layout="mono")
+            return None
+        frame = av.AudioFrame(format="s16", layout="mono", samples=len(block.samples))
+        frame.planes[0].update(block.samples)  # half the cost of AudioFrame.from_ndarray
         frame.sample_rate = block.sample_rate
-        frame.time_base = Fraction(1, block.sample_rate)
+        frame.time_base = self._time_base
         frame.pts = self._pts
         self._pts += len(block.samples)
-        if self._resampler is None:
-            return [frame]
-        return self._resampler.resample(frame)
-
-    def flush(self) -> list[av.AudioFrame]:
-        """The resampler's held-back tail; call once at the end of the stream."""
-        if self._resampler is None:
-            return []
-        return self._resampler.resample(None)
+        return frame

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
+import numpy as np
 
 from veena.platform.audio import PCM
 
@@ -33,7 +34,8 @@ class FrameSource:
         if not len(block.samples):
             return None
         frame = av.AudioFrame(format="s16", layout="mono", samples=len(block.samples))
-        frame.planes[0].update(block.samples)  # half the cost of AudioFrame.from_ndarray
+        # Half the cost of AudioFrame.from_ndarray; update() needs one contiguous buffer.
+        frame.planes[0].update(np.ascontiguousarray(block.samples))
         frame.sample_rate = block.sample_rate
         frame.time_base = self._time_base
         frame.pts = self._pts

@@ -349,6 +349,19 @@ def test_input_rate_change_mid_stream_is_an_error(name):
         encoder.encode(PCM(np.zeros(640, np.int16), 24000))
 
 
+@pytest.mark.parametrize("name", sorted(BY_NAME))
+def test_strided_blocks_encode_like_contiguous_ones(name):
+    rate = BY_NAME[name].default_sample_rate or 16000
+    wide = PCM.from_float(np.repeat(tone_signal(16000, 0.5), 2), 16000)
+    strided = PCM(wide.samples[::2], 16000)
+    contiguous = PCM(strided.samples.copy(), 16000)
+    outputs = []
+    for block in (strided, contiguous):
+        encoder = BY_NAME[name].open(rate, streaming=False)
+        outputs.append(decode_body(name, encoder.encode(block) + encoder.finish(), rate)[0])
+    assert np.array_equal(*outputs)
+
+
 @pytest.mark.parametrize("streaming", [True, False], ids=["stream", "whole"])
 @pytest.mark.parametrize("name", sorted(BY_NAME))
 def test_no_audio_and_empty_blocks(name, streaming):

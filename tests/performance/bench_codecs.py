@@ -5,7 +5,7 @@
 Throughput: 60 s of a speech-like 16 kHz signal pushed in 40 ms blocks through a streaming
 encoder (``encode`` per block, then ``finish``), on one core (the process is pinned to CPU 0),
 as x real time = audio seconds / CPU seconds of the process (``time.process_time``, so other
-load on the machine does not count), best of 3. kbit/s is the streamed body's average rate.
+load on the machine does not count), best of ``REPEATS``. kbit/s is the streamed body's average rate.
 
 Lag: 3 s pushed in 40 ms blocks; after every push, everything received so far is decoded with
 PyAV and ``lag = audio pushed - audio decodable``, where decodable audio excludes the priming
@@ -32,6 +32,7 @@ INPUT_RATE = 16000
 BLOCK = INPUT_RATE * 40 // 1000
 THROUGHPUT_SECONDS = 60.0
 LAG_SECONDS = 3.0
+REPEATS = 5
 EXTRA_RATES = {"opus": 48000, "mp3": 48000, "aac": 48000}
 """A second output rate benchmarked for these formats (resampled from 16 kHz)."""
 
@@ -81,7 +82,7 @@ def decodable_seconds(codec: str, body: bytes, rate: int) -> float:
 def throughput(codec: AudioCodec, rate: int, pushes: list[PCM]) -> tuple[float, float]:
     """(x real time, kbit/s of the body)."""
     best, size = float("inf"), 0
-    for _ in range(3):
+    for _ in range(REPEATS):
         start = time.process_time()
         encoder = codec.open(rate, streaming=True)
         size = sum(len(encoder.encode(block)) for block in pushes) + len(encoder.finish())

@@ -15,15 +15,16 @@ MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 G711_RATES = (8000, 16000)
 
-# Speed settings. Measured on the project's 2-core Xeon, 16 kHz speech-like input, CPU time of
-# the whole encoder (tests/performance/bench_codecs.py): the 250x-real-time target needs these.
+# Speed settings for the 250x-real-time target at 16 kHz. CPU time on the project's shared
+# 2-core VM, speech-like input (docs/benchmarks-codecs.md; runs vary up to 1.7x with load).
 OPUS_COMPLEXITY = 4
-"""libopus complexity 0..10: 10 (the default) runs at ~64x real time, 5 at ~190x, 4 at ~250x."""
+"""libopus complexity 0..10: 10 (its default) ~64x real time, 5 ~190x, 4 ~210-330x."""
 MP3_QUALITY = 7
-"""LAME ``-q`` 0..9 (lower is better): 3 (LAME's default) ~186x, 5 ~217x, 7 ~270x. 7 keeps the
-psychoacoustic model but skips noise shaping."""
+"""LAME ``-q`` 0..9 (lower is better): 3 (LAME's default) ~186x, 5 ~217x, 7 ~290-500x. 7 keeps
+the psychoacoustic model but skips noise shaping."""
 AAC_CODER = "fast"
-"""FFmpeg's AAC coder: ``twoloop`` (its default) ~45x, ``fast`` ~140x (the fastest it has)."""
+"""FFmpeg's AAC coder: ``twoloop`` (FFmpeg 9's default) ~45x, ``fast`` ~125-190x, the fastest
+it has; still short of 250x."""
 
 FLAC_BLOCK_SIZES = (192, 256, 512, 576, 1024, 1152, 2048, 2304, 4096, 4608)
 FLAC_STREAM_BLOCK_SECONDS = 0.05

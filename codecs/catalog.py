@@ -42,6 +42,12 @@ class AudioCodec:
     sample_rates: tuple[int, ...]
     default_sample_rate: int | None
     make: Callable[[int, bool, int | None], Encoder]
+    container: ContainerFormat | None = None
+
+    def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
+        """ValueError naming the valid range when ``bitrate`` is impossible at this rate."""
+        if self.container is not None:
+            self.container.check_bitrate(self.name, sample_rate, bitrate)
 
     def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> Encoder:
         """A fresh encoder; ValueError for a rate not in ``sample_rates`` or a bad bitrate.
@@ -124,9 +130,9 @@ CODECS: tuple[AudioCodec, ...] = (
     AudioCodec("alaw", "audio/x-alaw-basic", ("g711_alaw", "pcm_alaw"), G711_RATES, 8000,
                _raw("alaw")),
     AudioCodec("opus", "audio/ogg; codecs=opus", ("ogg", "ogg_opus"), OPUS_RATES, None,
-               _container("opus", OPUS)),
-    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3)),
-    AudioCodec("flac", "audio/flac", (), COMMON_RATES, None, _container("flac", FLAC)),
-    AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC)),
+               _container("opus", OPUS), OPUS),
+    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3), MP3),
+    AudioCodec("flac", "audio/flac", (), COMMON_RATES, None, _container("flac", FLAC), FLAC),
+    AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC), AAC),
 )
 """Every built-in codec, registered by the ``codecs`` plugin."""

@@ -110,7 +110,12 @@ class Pipeline:
             raise VeenaError("unsupported_sample_rate",
                              f"{codec.name} cannot be sent at {rate} Hz", 400,
                              valid=list(codec.sample_rates))
-        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=req.bitrate or bitrate)
+        bitrate = req.bitrate or bitrate
+        try:
+            codec.check_bitrate(rate, bitrate)
+        except ValueError as exc:
+            raise VeenaError("unsupported_bitrate", str(exc), 400) from exc
+        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
 
     async def audio(self, job: Job) -> AsyncIterator[bytes]:
         """Synthesis -> audio processing -> encoding, as one byte stream. Records the request

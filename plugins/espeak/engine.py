@@ -112,7 +112,9 @@ class EspeakEngine:
         self._voices: dict[str, bool] = {}
         self._closed = False
         self.items_done = 0
+        """Work items synthesized to the end."""
         self.items_aborted = 0
+        """Work items cut short because their request went away (the callback returned 1)."""
         self._threads = [threading.Thread(target=self._work, args=(lib,), daemon=True,
                                           name=f"veena-espeak-{i}")
                          for i, lib in enumerate(self._libs)]
@@ -212,18 +214,21 @@ class EspeakEngine:
                 item = stream.items.popleft()
                 stream.in_flight = True
             error: BaseException | None = None
+            aborted = False
             try:
                 with lib.lock:
-                    self._synthesize(lib, stream, item)
+                    aborted = self._synthesize(lib, stream, item)
             except Exception as exc:  # reported to the request, the worker carries on
                 error = exc
             with self._cond:
                 stream.in_flight = False
-                if stream.cancelled or self._closed:
+                if aborted:
                     self.items_aborted += 1
+                else:
+                    self.items_done += 1
+                if stream.cancelled or self._closed:
                     self._streams.discard(stream)
                     continue
-                self.items_done += 1
                 if error is not None or not stream.items:
                     stream.items.clear()
                     self._streams.discard(stream)
@@ -235,24 +240,31 @@ class EspeakEngine:
                     queue.append(stream)
                     self._cond.notify()
 
-    def _synthesize(self, lib: EspeakLibrary, stream: EngineStream, item: WorkItem) -> None:
+    def _synthesize(self, lib: EspeakLibrary, stream: EngineStream, item: WorkItem) -> bool:
+        """Synthesizes one item into the stream; True when it was cut short (cancelled)."""
         if not lib.set_voice(item.voice):
             raise RuntimeError(f"eSpeak NG has no voice {item.voice!r}")
         lib.set_parameters(stream.rate, stream.pitch)
         chunk = item.chunk
+        aborted = False
 
         def sink(samples: np.ndarray | None) -> bool:
-            if stream.cancelled or self._closed:
-                return True
-            if samples is not None and len(samples):
-                stream.started = True
-                stream.produced += len(samples)
-                return not stream.send((chunk, samples))
-            return False
+            nonlocal aborted
+            if stream.cancelled or self._closed or (
+                    samples is not None and len(samples) and not self._send(stream, chunk, samples)):
+                aborted = True
+            return aborted
 
         status = lib.synth(item.text, sink)
-        if status != 0 and not stream.cancelled:
+        if status != 0 and not aborted:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
+        return aborted
+
+    @staticmethod
+    def _send(stream: EngineStream, chunk: int, samples: np.ndarray) -> bool:
+        stream.started = True
+        stream.produced += len(samples)
+        return stream.send((chunk, samples))
 
     # --- shutdown ----------------------------------------------------------------------------
 

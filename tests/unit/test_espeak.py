@@ -204,6 +204,25 @@ def test_aclose_after_first_block_stops_synthesis_and_engine_recovers(synth):
     assert len(audio(blocks)) / 22050 > 1.0 and engine.active_jobs == 0
 
 
+def test_cancel_aborts_the_synthesis_in_progress_at_the_next_callback(synth):
+    engine = synth.start()
+    huge = " ".join(SENTENCES * 5)  # one item of ~15000 characters: about 17 minutes of speech
+
+    async def run():
+        aborted = engine.items_aborted
+        handle = engine.open([WorkItem(0, huge, "en-us")], 175, 50, asyncio.get_running_loop())
+        await handle.channel.wait()
+        t0 = time.perf_counter()
+        engine.cancel(handle)
+        await wait_idle(engine, 0.5)
+        stopped_after = time.perf_counter() - t0
+        assert engine.items_aborted == aborted + 1
+        return stopped_after, handle.produced / 22050
+
+    stopped_after, produced_s = asyncio.run(run())
+    assert stopped_after < 0.2 and produced_s < 120, (stopped_after, produced_s)
+
+
 def test_cancelled_consumer_task_stops_synthesis(synth):
     engine = synth.start()
 

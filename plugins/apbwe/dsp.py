@@ -33,37 +33,25 @@ def sinc_kernel(ratio: int) -> tuple[np.ndarray, int]:
     return taps.astype(np.float32), width
 
 
-class Upsampler:
-    """Streaming integer-ratio upsampler; its output is identical to filtering the whole
-    signal at once (zero padding at both ends, ``ratio * len(x)`` samples in all)."""
+def fir_upsample(padded, taps, width: int):
+    """The resampler over a zero-padded torch signal: ``ratio * (len - 2 * width)`` samples.
 
-    def __init__(self, ratio: int) -> None:
-        self.ratio = ratio
-        self.taps, self.width = sinc_kernel(ratio)
-        self._buf = np.zeros(self.width, dtype=np.float32)  # left zero padding
-
-    def push(self, x: np.ndarray, final: bool = False) -> np.ndarray:
-        """Feeds input samples; returns every output sample that is now determined."""
-        buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float32)])
-        if final:
-            buf = np.concatenate([buf, np.zeros(self.width, dtype=np.float32)])
-        n = len(buf) - 2 * self.width
-        if n <= 0:
-            self._buf = buf
-            return np.zeros(0, dtype=np.float32)
-        # a fixed order of element-wise multiply-adds, so the result does not depend on how
-        # the input was cut into blocks (a matrix product's rounding depends on its shape)
-        out = np.zeros((n, self.ratio), dtype=np.float32)
-        for k in range(2 * self.width + 1):
-            out += buf[k:k + n, None] * self.taps[:, k]
-        out = out.reshape(-1)
-        self._buf = buf[n:]
-        return out
+    Shifted multiply-adds in a fixed order rather than a convolution, so each output sample is
+    computed the same way whatever the signal's length (streaming cuts it anywhere)."""
+    span = len(padded) - 2 * width
+    out = taps[:, :1] * padded[None, 0:span]  # (ratio, span)
+    for k in range(1, 2 * width + 1):
+        out.addcmul_(taps[:, k:k + 1], padded[None, k:k + span])
+    return out.t().reshape(-1)  # interleave the phases: sample ratio*i + j
 
 
 def upsample(x: np.ndarray, ratio: int) -> np.ndarray:
-    """The whole signal through the training resampler."""
-    return Upsampler(ratio).push(x, final=True)
+    """The whole signal through the training resampler (zero padding at both ends)."""
+    import torch
+
+    taps, width = sinc_kernel(ratio)
+    padded = torch.from_numpy(np.pad(np.asarray(x, dtype=np.float32), width))
+    return fir_upsample(padded, torch.from_numpy(taps), width).numpy()
 
 
 def hann(win_size: int) -> np.ndarray:
@@ -71,9 +59,31 @@ def hann(win_size: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_size) / win_size)).astype(np.float32)
 
 
-def enhance_reference(model, x16: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Whole-utterance AP-BWE exactly as the original inference does it (``torch.stft`` and
+PHASE_SNAP = 1e-6
+"""Imaginary parts within this fraction of the magnitude count as zero for the phase."""
+
+
+def stable_phase(spec):
+    """``torch.angle(spec)`` made independent of rounding where it is a coin toss.
+
+    Bins on the real axis (DC and Nyquist of every frame, every bin of the first frame, which
+    the reflect padding makes symmetric) have a phase of 0 or +-pi decided by the sign of a
+    zero or a rounding-level imaginary part. That sign differs between FFT batch sizes on a GPU
+    (cuFFT), and a 2*pi jump of a phase input changes the output a lot. Here such imaginary
+    parts (and negative zeros) become +0, so those bins get 0 or +pi whatever the rounding;
+    elsewhere the phase moves by at most ``PHASE_SNAP`` radians."""
+    import torch
+
+    real = spec.real + 0.0  # -0.0 -> +0.0
+    imag = torch.where(spec.imag.abs() <= PHASE_SNAP * spec.abs(), 0.0, spec.imag)
+    return torch.atan2(imag, real)
+
+
+def enhance_reference(model, x16: np.ndarray, device: str = "cpu", *,
+                      original_phase: bool = False) -> np.ndarray:
+    """Whole-utterance AP-BWE as the original inference does it (``torch.stft`` and
     ``torch.istft``, centered, reflect padding), trimmed to ``ratio * len(x16)`` samples.
+    The input phase is ``stable_phase`` unless ``original_phase`` (plain ``torch.angle``).
 
     ``model`` is an ``APBWEGenerator``; ``x16`` float samples at the low rate. Needs more than
     n_fft/2 output samples (torch's reflect padding)."""
@@ -85,7 +95,7 @@ def enhance_reference(model, x16: np.ndarray, device: str = "cpu") -> np.ndarray
     spec = torch.stft(y[None], cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size,
                       window=window, center=True, pad_mode="reflect", return_complex=True)
     log_amp = torch.log(spec.abs() + 1e-4)
-    phase = torch.angle(spec)
+    phase = torch.angle(spec) if original_phase else stable_phase(spec)
     with torch.no_grad():
         log_amp_wb, phase_wb = model(log_amp, phase)
     amp = torch.exp(log_amp_wb)

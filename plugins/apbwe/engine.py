@@ -73,7 +73,7 @@ class Engine:
 
     def new_stream(self) -> StreamState:
         """State for one utterance; feed it through ``process`` in order."""
-        return StreamState(self.config)
+        return StreamState(self.config, self.packed.device)
 
     def submit(self, state: StreamState, x16: np.ndarray, final: bool) -> concurrent.futures.Future:
         """Queues samples of one stream; the future gives the high-rate samples now final."""

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from veena.plugins.apbwe.dsp import Upsampler
+from veena.plugins.apbwe.dsp import fir_upsample, sinc_kernel, stable_phase
 from veena.plugins.apbwe.model import KERNEL, LOG_EPS, APBWEConfig, APBWEGenerator
 
 HALF = KERNEL // 2
@@ -81,6 +81,9 @@ class PackedWeights:
         self.pha_w = put(torch.cat([model.linear_post_pha_r.weight, model.linear_post_pha_i.weight]).t())
         self.pha_b = put(torch.cat([model.linear_post_pha_r.bias, model.linear_post_pha_i.bias]))
         self.window = torch.hann_window(cfg.win_size, device=self.device)
+        self.window_sq = (self.window ** 2)[None]
+        taps, self.resampler_width = sinc_kernel(cfg.ratio)
+        self.resampler_taps = torch.from_numpy(taps).to(self.device)
         self.pad = ((cfg.n_fft - cfg.win_size) // 2, cfg.n_fft - cfg.win_size - (cfg.n_fft - cfg.win_size) // 2)
         self.zeros_in = torch.zeros(2, HALF, cfg.bins, device=self.device, dtype=dtype)
         self.zeros_hidden = torch.zeros(2, HALF, c, device=self.device, dtype=dtype)
@@ -88,11 +91,14 @@ class PackedWeights:
 
 @dataclass(eq=False)
 class StreamState:
-    """One stream's carried state: resampler, framing, convolution tails, overlap-add tail."""
+    """One stream's carried state, on the model's device: resampler tail, high-rate samples
+    not yet framed, convolution tails, overlap-add tail."""
 
     config: APBWEConfig
-    upsampler: Upsampler = field(init=False)
-    y: np.ndarray = field(init=False)
+    device: torch.device = torch.device("cpu")
+    resampler_tail: torch.Tensor = field(init=False)
+    """Low-rate samples the resampler still needs (starts as its left zero padding)."""
+    y: torch.Tensor = field(init=False)
     """High-rate input not yet framed, starting at absolute sample ``y_start``."""
     y_start: int = 0
     y_total: int = 0
@@ -103,81 +109,77 @@ class StreamState:
     """Per convolution stage: its carried input frames (None = the 3 zero frames of the start)."""
     log_amp_tail: torch.Tensor | None = None
     """Input log-amplitude frames whose output is not out yet (the amplitude head's residual)."""
-    acc: np.ndarray = field(init=False)
-    env: np.ndarray = field(init=False)
+    acc: torch.Tensor = field(init=False)
+    env: torch.Tensor = field(init=False)
     acc_start: int = 0
     out_pos: int = 0
     finished: bool = False
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.upsampler = Upsampler(cfg.ratio)
-        self.y = np.zeros(0, dtype=np.float32)
+        self.device = torch.device(self.device)
+        self.resampler_tail = torch.zeros(sinc_kernel(cfg.ratio)[1], device=self.device)
+        self.y = self.acc = self.env = torch.zeros(0, device=self.device)
         self.tails = [None] * (1 + cfg.layers)
-        self.acc = np.zeros(0, dtype=np.float32)
-        self.env = np.zeros(0, dtype=np.float32)
         self.half_win = cfg.win_size // 2
 
-    # --- front end (CPU): resample and cut frames ---------------------------------------------
+    # --- front end: cut frames from the resampled signal ---------------------------------------
 
-    def take_frames(self, x16: np.ndarray, final: bool) -> np.ndarray:
-        """Feeds low-rate samples; returns the raw (unwindowed) frames now complete,
+    def take_frames(self, new: torch.Tensor, final: bool) -> torch.Tensor:
+        """Appends high-rate samples; returns the raw (unwindowed) frames now complete,
         shape (n, win_size)."""
         if self.finished:
             raise RuntimeError("stream already finished")
         cfg, h = self.config, self.half_win
-        new = self.upsampler.push(x16, final)
+        none = self.y.new_zeros(0, cfg.win_size)
         started = self.y_total > h
         self.y_total += len(new)
-        self.y = np.concatenate([self.y, new])
+        self.y = torch.cat([self.y, new]) if len(self.y) else new
         if not started and self.y_total > h:
             # reflect at the start, as centered STFT does: y[-k] = y[k]
-            self.y = np.concatenate([self.y[1:h + 1][::-1], self.y])
+            self.y = torch.cat([self.y[1:h + 1].flip(0), self.y])
             self.y_start = -h
         if final:
             self.finished = True
             if self.y_total <= h:
-                return np.zeros((0, cfg.win_size), dtype=np.float32)
+                return none
             # reflect at the end: y[M-1+k] = y[M-1-k]
-            self.y = np.concatenate([self.y, self.y[-h - 1:-1][::-1]])
+            self.y = torch.cat([self.y, self.y[-h - 1:-1].flip(0)])
             last = self.y_total // cfg.hop_size
         else:
             if self.y_total <= h:
-                return np.zeros((0, cfg.win_size), dtype=np.float32)
+                return none
             last = (self.y_total - h) // cfg.hop_size
         n = last + 1 - self.next_frame
         if n <= 0:
-            return np.zeros((0, cfg.win_size), dtype=np.float32)
-        first_sample = self.next_frame * cfg.hop_size - h - self.y_start
-        seg = self.y[first_sample:first_sample + (n - 1) * cfg.hop_size + cfg.win_size]
-        frames = np.lib.stride_tricks.sliding_window_view(seg, cfg.win_size)[::cfg.hop_size]
-        frames = np.ascontiguousarray(frames[:n])
+            return none
+        first = self.next_frame * cfg.hop_size - h - self.y_start
+        seg = self.y[first:first + (n - 1) * cfg.hop_size + cfg.win_size]
+        frames = seg.unfold(0, cfg.win_size, cfg.hop_size)
         self.next_frame += n
         drop = self.next_frame * cfg.hop_size - h - self.y_start
-        self.y = self.y[drop:]
+        self.y = self.y[drop:].clone()
         self.y_start += drop
         return frames
 
-    # --- back end (CPU): overlap-add -------------------------------------------------------
+    # --- back end: overlap-add ---------------------------------------------------------------
 
-    def overlap_add(self, frames: np.ndarray, window_sq: np.ndarray) -> np.ndarray:
+    def overlap_add(self, frames: torch.Tensor, window_sq: torch.Tensor) -> torch.Tensor:
         """Adds windowed output frames (n, win_size); returns the samples now final."""
         cfg, h, hop = self.config, self.half_win, self.config.hop_size
         n = len(frames)
         if n:
             start = self.frames_out * hop - h
-            ola, env = _ola(frames, hop), _ola(np.broadcast_to(window_sq, frames.shape), hop)
+            ola = _ola(frames, hop)
+            env = _ola(window_sq.expand(n, -1), hop)
             if len(self.acc) == 0:
                 self.acc_start = start
                 self.acc, self.env = ola, env
             else:
-                off = start - self.acc_start
-                grow = off + len(ola) - len(self.acc)
-                if grow > 0:
-                    self.acc = np.concatenate([self.acc, np.zeros(grow, np.float32)])
-                    self.env = np.concatenate([self.env, np.zeros(grow, np.float32)])
-                self.acc[off:off + len(ola)] += ola
-                self.env[off:off + len(env)] += env
+                off, have = start - self.acc_start, len(self.acc)
+                overlap = have - off  # < len(ola): a frame reaches past the tail
+                self.acc = torch.cat([self.acc[:off], self.acc[off:] + ola[:overlap], ola[overlap:]])
+                self.env = torch.cat([self.env[:off], self.env[off:] + env[:overlap], env[overlap:]])
             self.frames_out += n
         if self.finished and self.frames_out == self.total_frames:
             end = self.y_total
@@ -185,9 +187,9 @@ class StreamState:
             end = self.frames_out * hop - h
         lo, hi = self.out_pos - self.acc_start, end - self.acc_start
         if hi <= lo:
-            return np.zeros(0, dtype=np.float32)
-        out = self.acc[lo:hi] / np.maximum(self.env[lo:hi], 1e-11)
-        self.acc, self.env = self.acc[hi:], self.env[hi:]
+            return self.acc.new_zeros(0)
+        out = self.acc[lo:hi] / self.env[lo:hi].clamp_min(1e-11)
+        self.acc, self.env = self.acc[hi:].clone(), self.env[hi:].clone()
         self.acc_start, self.out_pos = end, end
         return out
 
@@ -199,14 +201,47 @@ class StreamState:
         return 1 + self.y_total // self.config.hop_size
 
 
-def _ola(frames: np.ndarray, hop: int) -> np.ndarray:
+def _ola(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """Overlap-add of (n, win) frames at ``hop``: ((n - 1) * hop + win,) samples."""
     n, win = frames.shape
-    q = win // hop
-    parts = frames.reshape(n, q, hop)
-    out = np.zeros((n + q - 1, hop), dtype=np.float32)
-    for i in range(q):
-        out[i:i + n] += parts[:, i]
+    out = F.fold(frames.t().unsqueeze(0), output_size=(1, (n - 1) * hop + win),
+                 kernel_size=(1, win), stride=(1, hop))
     return out.reshape(-1)
+
+
+def _upsample(packed: PackedWeights, works: list[Work]) -> list[torch.Tensor]:
+    """Every stream's new low-rate samples through the training resampler, in one pass over
+    the streams' concatenated buffers; returns each stream's new high-rate
+    samples and keeps the resampler tails."""
+    taps, width = packed.resampler_taps, packed.resampler_width
+    ratio = taps.shape[0]
+    lens = [len(w.x16) for w in works]
+    x_all = torch.from_numpy(np.concatenate([w.x16 for w in works]).astype(np.float32, copy=False))
+    x_all = x_all.to(packed.device)
+    pieces, starts, counts, keep, pos, offset = [], [], [], [], 0, 0
+    zeros = torch.zeros(width, device=packed.device)
+    for w, n_in in zip(works, lens):
+        tail = w.state.resampler_tail
+        parts = [tail, x_all[pos:pos + n_in]] + ([zeros] if w.final else [])
+        pos += n_in
+        length = sum(len(p) for p in parts)
+        n_out = max(0, length - 2 * width)
+        pieces += parts
+        starts.append(np.arange(offset + 0, offset + n_out))
+        counts.append(n_out)
+        keep.append((offset + n_out, offset + length))
+        offset += length
+    big = torch.cat(pieces)
+    for w, (a, b) in zip(works, keep):
+        w.state.resampler_tail = big[a:b].clone() if not w.final else zeros[:0]
+    if not sum(counts):
+        return [big[:0] for _ in works]
+    sel = np.concatenate(starts)
+    flat = fir_upsample(big, taps, width)  # valid windows of the concatenation, interleaved
+    if len(sel) * ratio != len(flat):
+        rows = torch.from_numpy(sel).to(packed.device)
+        flat = flat.view(-1, ratio).index_select(0, rows).reshape(-1)
+    return list(torch.split(flat, [c * ratio for c in counts]))
 
 
 @dataclass(eq=False)
@@ -216,7 +251,7 @@ class Work:
     state: StreamState
     x16: np.ndarray
     final: bool
-    frames: np.ndarray | None = None
+    frames: torch.Tensor | None = None
     out: np.ndarray | None = None
 
 
@@ -273,20 +308,37 @@ class _Plan:
         self.offsets = np.cumsum([0] + [t + n + (HALF if f else 0) for t, n, f in self.parts])
 
 
+FFT_ROWS = 256
+
+
+def _rfft_rows(frames: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """``rfft`` of each row, in fixed batches of ``FFT_ROWS`` rows.
+
+    Bit-identical spectra for a frame whether it is computed alone, in a stream's block or
+    in a whole utterance matter: the bins above the narrow band are empty up to rounding, so
+    their phase (a model input) is rounding noise, and a GPU FFT rounds differently for
+    different batch sizes. With one batch size every frame's spectrum is computed the same
+    way, so streaming equals whole-utterance processing on a GPU as it does on CPU."""
+    n = len(frames)
+    padded = F.pad(frames, (0, 0, 0, -n % FFT_ROWS))
+    return torch.cat([torch.fft.rfft(padded[i:i + FFT_ROWS], n=n_fft)
+                      for i in range(0, len(padded), FFT_ROWS)])[:n]
+
+
 def run_step(packed: PackedWeights, works: list[Work]) -> None:
     """Runs one batched step: each ``Work``'s new low-rate samples in, its final high-rate
     samples (``work.out``) out."""
     cfg, dev, dtype = packed.config, packed.device, packed.dtype
-    for w in works:
-        w.frames = w.state.take_frames(w.x16, w.final)
-    counts = [len(w.frames) for w in works]
-    window = packed.window
     with torch.inference_mode():
+        for w, y_new in zip(works, _upsample(packed, works)):
+            w.frames = w.state.take_frames(y_new, w.final)
+        counts = [len(w.frames) for w in works]
+        window = packed.window
         if sum(counts):
-            raw = torch.from_numpy(np.concatenate([w.frames for w in works])).to(dev)
-            spec = torch.fft.rfft(F.pad(raw * window, packed.pad))
+            raw = torch.cat([w.frames for w in works])
+            spec = _rfft_rows(F.pad(raw * window, packed.pad), cfg.n_fft)
             log_amp = torch.log(spec.abs() + LOG_EPS)
-            phase = torch.angle(spec)
+            phase = stable_phase(spec)
             new = torch.stack([log_amp, phase]).to(dtype)  # (2, N, bins)
         else:
             log_amp = torch.zeros(0, cfg.bins, device=dev)
@@ -352,14 +404,16 @@ def run_step(packed: PackedWeights, works: list[Work]) -> None:
             amp = torch.exp(log_amp_wb)
             com = torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
             frames = torch.fft.irfft(com, n=cfg.n_fft)[:, packed.pad[0]:packed.pad[0] + cfg.win_size]
-            out_frames = (frames * window).cpu().numpy()
-    window_sq = (window.cpu().numpy() ** 2).astype(np.float32)
-    pos = 0
-    for w, n_out in zip(works, new_lens):
-        chunk = out_frames[pos:pos + n_out] if n_out else np.zeros((0, cfg.win_size), np.float32)
-        pos += n_out
-        if w.final and w.state.total_frames == 0:
-            # shorter than half a window: nothing to extend, pass the resampled audio on
-            w.out = w.state.y.copy()
-            continue
-        w.out = w.state.overlap_add(chunk, window_sq)
+            out_frames = frames * window
+        pos, outs = 0, []
+        for w, n_out in zip(works, new_lens):
+            chunk = out_frames[pos:pos + n_out] if n_out else window.new_zeros(0, cfg.win_size)
+            pos += n_out
+            if w.final and w.state.total_frames == 0:
+                # shorter than half a window: nothing to extend, pass the resampled audio on
+                outs.append(w.state.y)
+            else:
+                outs.append(w.state.overlap_add(chunk, packed.window_sq))
+        joined = torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
+    for w, piece in zip(works, np.split(joined, np.cumsum([len(o) for o in outs])[:-1])):
+        w.out = piece

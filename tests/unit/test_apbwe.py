@@ -166,6 +166,11 @@ def test_streaming_step_equals_the_original_inference(full_model):
     out = stream_through(packed, x, [len(x)])
     assert out.shape == (3 * len(x),)
     assert np.abs(out - ref).max() < 1e-5
+    # with torch.angle's coin-toss phases on the real axis (see stable_phase) only the start,
+    # where the first frame is symmetric, can differ: beyond the receptive field it is equal
+    original = enhance_reference(full_model, x, original_phase=True)
+    settled = (27 + 2) * 80 + 160
+    assert np.abs(out - original)[settled:].max() < 1e-5
 
 
 @pytest.mark.parametrize("size,cuts", [("full", [320]), ("full", [1, 37, 4000]),

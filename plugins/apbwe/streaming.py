@@ -325,6 +325,14 @@ def _rfft_rows(frames: torch.Tensor, n_fft: int) -> torch.Tensor:
                       for i in range(0, len(padded), FFT_ROWS)])[:n]
 
 
+def _irfft_rows(spec: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """``irfft`` of each row, in fixed batches of ``FFT_ROWS`` rows (as ``_rfft_rows``)."""
+    n = len(spec)
+    padded = F.pad(spec, (0, 0, 0, -n % FFT_ROWS))
+    return torch.cat([torch.fft.irfft(padded[i:i + FFT_ROWS], n=n_fft)
+                      for i in range(0, len(padded), FFT_ROWS)])[:n]
+
+
 def run_step(packed: PackedWeights, works: list[Work]) -> None:
     """Runs one batched step: each ``Work``'s new low-rate samples in, its final high-rate
     samples (``work.out``) out."""
@@ -402,8 +410,14 @@ def run_step(packed: PackedWeights, works: list[Work]) -> None:
             log_amp_wb = torch.cat(residual) + mag
             phase = torch.atan2(ri[:, cfg.bins:], ri[:, :cfg.bins])
             amp = torch.exp(log_amp_wb)
-            com = torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
-            frames = torch.fft.irfft(com, n=cfg.n_fft)[:, packed.pad[0]:packed.pad[0] + cfg.win_size]
+            imag = amp * torch.sin(phase)
+            # a real frame's DC and Nyquist bins are real; the phase head does not know that,
+            # and GPU inverse FFTs treat the stray imaginary part differently per batch size
+            # (CPU ones drop it). Drop it here, so every device and batch agrees.
+            imag[:, 0] = 0.0
+            imag[:, -1] = 0.0
+            com = torch.complex(amp * torch.cos(phase), imag)
+            frames = _irfft_rows(com, cfg.n_fft)[:, packed.pad[0]:packed.pad[0] + cfg.win_size]
             out_frames = frames * window
         pos, outs = 0, []
         for w, n_out in zip(works, new_lens):

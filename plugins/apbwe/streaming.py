@@ -109,9 +109,11 @@ class StreamState:
     """Per convolution stage: its carried input frames (None = the 3 zero frames of the start)."""
     log_amp_tail: torch.Tensor | None = None
     """Input log-amplitude frames whose output is not out yet (the amplitude head's residual)."""
-    acc: torch.Tensor = field(init=False)
-    env: torch.Tensor = field(init=False)
-    acc_start: int = 0
+    ola_tail: torch.Tensor | None = None
+    """Overlap-add sums not final yet, as a frame at index ``frames_out - 1`` whose first hop
+    (already sent) is zero; None = zeros."""
+    env_tail: torch.Tensor | None = None
+    """The same for the sum of squared windows that normalizes the overlap-add."""
     out_pos: int = 0
     finished: bool = False
 
@@ -119,7 +121,7 @@ class StreamState:
         cfg = self.config
         self.device = torch.device(self.device)
         self.resampler_tail = torch.zeros(sinc_kernel(cfg.ratio)[1], device=self.device)
-        self.y = self.acc = self.env = torch.zeros(0, device=self.device)
+        self.y = torch.zeros(0, device=self.device)
         self.tails = [None] * (1 + cfg.layers)
         self.half_win = cfg.win_size // 2
 
@@ -158,40 +160,9 @@ class StreamState:
         frames = seg.unfold(0, cfg.win_size, cfg.hop_size)
         self.next_frame += n
         drop = self.next_frame * cfg.hop_size - h - self.y_start
-        self.y = self.y[drop:].clone()
+        self.y = self.y[drop:]  # a view; the next block's concatenation copies it
         self.y_start += drop
         return frames
-
-    # --- back end: overlap-add ---------------------------------------------------------------
-
-    def overlap_add(self, frames: torch.Tensor, window_sq: torch.Tensor) -> torch.Tensor:
-        """Adds windowed output frames (n, win_size); returns the samples now final."""
-        cfg, h, hop = self.config, self.half_win, self.config.hop_size
-        n = len(frames)
-        if n:
-            start = self.frames_out * hop - h
-            ola = _ola(frames, hop)
-            env = _ola(window_sq.expand(n, -1), hop)
-            if len(self.acc) == 0:
-                self.acc_start = start
-                self.acc, self.env = ola, env
-            else:
-                off, have = start - self.acc_start, len(self.acc)
-                overlap = have - off  # < len(ola): a frame reaches past the tail
-                self.acc = torch.cat([self.acc[:off], self.acc[off:] + ola[:overlap], ola[overlap:]])
-                self.env = torch.cat([self.env[:off], self.env[off:] + env[:overlap], env[overlap:]])
-            self.frames_out += n
-        if self.finished and self.frames_out == self.total_frames:
-            end = self.y_total
-        else:
-            end = self.frames_out * hop - h
-        lo, hi = self.out_pos - self.acc_start, end - self.acc_start
-        if hi <= lo:
-            return self.acc.new_zeros(0)
-        out = self.acc[lo:hi] / self.env[lo:hi].clamp_min(1e-11)
-        self.acc, self.env = self.acc[hi:].clone(), self.env[hi:].clone()
-        self.acc_start, self.out_pos = end, end
-        return out
 
     @property
     def total_frames(self) -> int:
@@ -199,6 +170,50 @@ class StreamState:
         if self.y_total <= self.half_win:
             return 0
         return 1 + self.y_total // self.config.hop_size
+
+
+def _overlap_add(packed: PackedWeights, works: list[Work], frames: torch.Tensor | None,
+                 counts: list[int]) -> list[torch.Tensor]:
+    """Overlap-adds every stream's new output frames (windowed, ``counts[i]`` of them, in
+    order in ``frames``) onto its carried tail, normalizes by the summed squared window, and
+    returns each stream's samples that are now final. All streams go through one ``fold``:
+    each stream's frames follow its tail frame, with three empty frames between streams so
+    that none reaches into the next."""
+    cfg = packed.config
+    hop, win, h = cfg.hop_size, cfg.win_size, cfg.win_size // 2
+    reach = win // hop - 1  # frames a frame overlaps on each side
+    zero = packed.window.new_zeros(1, win)
+    gap = packed.window.new_zeros(reach, win)
+    acc_parts, env_parts, emit, tails, pos_in, g = [], [], [], [], 0, 0
+    for w, n in zip(works, counts):
+        st = w.state
+        acc_parts += [zero if st.ola_tail is None else st.ola_tail[None]]
+        env_parts += [zero if st.env_tail is None else st.env_tail[None]]
+        if n:
+            acc_parts.append(frames[pos_in:pos_in + n])
+            env_parts.append(packed.window_sq.expand(n, -1))
+            pos_in += n
+        acc_parts.append(gap)
+        env_parts.append(gap)
+        origin = (st.frames_out - 1) * hop - h  # absolute sample of this stream's local 0
+        st.frames_out += n
+        done = st.finished and st.frames_out == st.total_frames
+        end = st.y_total if done else st.frames_out * hop - h
+        base = g * hop - origin
+        emit.append((base + st.out_pos, base + end) if end > st.out_pos else (0, 0))
+        st.out_pos = max(st.out_pos, end)
+        tails.append(None if st.finished else ((g + n) * hop, (g + n) * hop + win))
+        g += 1 + n + reach
+    acc_frames, env_frames = torch.cat(acc_parts), torch.cat(env_parts)
+    acc, env = _ola(acc_frames, hop), _ola(env_frames, hop)
+    out = acc / env.clamp_min(1e-11)
+    pieces = _gather(out, 0, emit)
+    for w, a_tail, e_tail in zip(works, _gather(acc, 0, tails), _gather(env, 0, tails)):
+        if a_tail is not None:
+            a_tail[:hop] = 0.0  # sent already
+            e_tail[:hop] = 0.0
+            w.state.ola_tail, w.state.env_tail = a_tail, e_tail
+    return pieces
 
 
 def _ola(frames: torch.Tensor, hop: int) -> torch.Tensor:
@@ -232,8 +247,8 @@ def _upsample(packed: PackedWeights, works: list[Work]) -> list[torch.Tensor]:
         keep.append((offset + n_out, offset + length))
         offset += length
     big = torch.cat(pieces)
-    for w, (a, b) in zip(works, keep):
-        w.state.resampler_tail = big[a:b].clone() if not w.final else zeros[:0]
+    for w, tail in zip(works, _gather(big, 0, [None if w.final else r for w, r in zip(works, keep)])):
+        w.state.resampler_tail = zeros[:0] if tail is None else tail
     if not sum(counts):
         return [big[:0] for _ in works]
     sel = np.concatenate(starts)
@@ -308,6 +323,30 @@ class _Plan:
         self.offsets = np.cumsum([0] + [t + n + (HALF if f else 0) for t, n, f in self.parts])
 
 
+def _gather(t: torch.Tensor, dim: int, ranges: list[tuple[int, int] | None], whole: bool = False):
+    """Copies of ``t``'s slices ``ranges`` along ``dim``, made in one gather (one kernel
+    instead of one per stream); each result is a view into the gathered tensor, or with
+    ``whole`` the gathered tensor itself (the slices in order)."""
+    spans = [r for r in ranges if r is not None]
+    total = sum(b - a for a, b in spans)
+    if not spans or total == 0:
+        if whole:
+            return t.narrow(dim, 0, 0)
+        return [t.narrow(dim, 0, 0) if r is not None else None for r in ranges]
+    idx = np.concatenate([np.arange(a, b) for a, b in spans])
+    picked = t.index_select(dim, torch.from_numpy(idx).to(t.device))
+    if whole:
+        return picked
+    out, pos = [], 0
+    for r in ranges:
+        if r is None:
+            out.append(None)
+        else:
+            out.append(picked.narrow(dim, pos, r[1] - r[0]))
+            pos += r[1] - r[0]
+    return out
+
+
 FFT_ROWS = 256
 
 
@@ -372,9 +411,11 @@ def run_step(packed: PackedWeights, works: list[Work]) -> None:
                 if final:
                     pieces.append(zeros)
             big = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
-            for i, w in enumerate(works):
-                if not finals[i]:
-                    w.state.tails[stage] = big[:, plan.keep_from[i]:plan.offsets[i + 1]].clone()
+            kept = _gather(big, 1, [None if f else (plan.keep_from[i], plan.offsets[i + 1])
+                                    for i, f in enumerate(finals)])
+            for w, tail in zip(works, kept):
+                if tail is not None:
+                    w.state.tails[stage] = tail
             if not len(plan.starts):
                 new = big[:, :0, :cfg.channels] if stage == 0 else big[:, :0]
                 new_lens = plan.out_lens
@@ -397,17 +438,26 @@ def run_step(packed: PackedWeights, works: list[Work]) -> None:
         x = _layer_norm(new, packed.post_ln)
         mag = torch.addmm(packed.mag_b, x[0], packed.mag_w).float()
         ri = torch.addmm(packed.pha_b, x[1], packed.pha_w).float()
-        pieces, pos_in, pos_out, residual = [], 0, 0, []
+        pieces, pos_in, spans, res_ranges, tail_ranges = [], 0, 0, [], []
         for w, n_in, n_out in zip(works, counts, new_lens):
             tail = w.state.log_amp_tail
-            la = log_amp[pos_in:pos_in + n_in]
+            if tail is not None and len(tail):
+                pieces.append(tail)
+            if n_in:
+                pieces.append(log_amp[pos_in:pos_in + n_in])
             pos_in += n_in
-            joined = la if tail is None else torch.cat([tail, la])
-            residual.append(joined[:n_out])
-            w.state.log_amp_tail = joined[n_out:].clone()
+            length = (0 if tail is None else len(tail)) + n_in
+            res_ranges.append((spans, spans + n_out))
+            tail_ranges.append(None if w.final else (spans + n_out, spans + length))
+            spans += length
+        joined = torch.cat(pieces) if pieces else log_amp
+        residual = _gather(joined, 0, res_ranges, whole=True)
+        for w, tail in zip(works, _gather(joined, 0, tail_ranges)):
+            if tail is not None:
+                w.state.log_amp_tail = tail
         out_frames = None
         if sum(new_lens):
-            log_amp_wb = torch.cat(residual) + mag
+            log_amp_wb = residual + mag
             phase = torch.atan2(ri[:, cfg.bins:], ri[:, :cfg.bins])
             amp = torch.exp(log_amp_wb)
             imag = amp * torch.sin(phase)
@@ -419,15 +469,11 @@ def run_step(packed: PackedWeights, works: list[Work]) -> None:
             com = torch.complex(amp * torch.cos(phase), imag)
             frames = _irfft_rows(com, cfg.n_fft)[:, packed.pad[0]:packed.pad[0] + cfg.win_size]
             out_frames = frames * window
-        pos, outs = 0, []
-        for w, n_out in zip(works, new_lens):
-            chunk = out_frames[pos:pos + n_out] if n_out else window.new_zeros(0, cfg.win_size)
-            pos += n_out
+        outs = _overlap_add(packed, works, out_frames, new_lens)
+        for i, w in enumerate(works):
             if w.final and w.state.total_frames == 0:
                 # shorter than half a window: nothing to extend, pass the resampled audio on
-                outs.append(w.state.y)
-            else:
-                outs.append(w.state.overlap_add(chunk, packed.window_sq))
+                outs[i] = w.state.y
         joined = torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
     for w, piece in zip(works, np.split(joined, np.cumsum([len(o) for o in outs])[:-1])):
         w.out = piece

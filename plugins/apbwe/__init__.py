@@ -64,8 +64,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """Most new audio a stream hands to the model at once; longer blocks are split."""
     max_batch_frames: int = 16384
     """Most STFT frames (600 per second of audio) in one batched step across streams."""
-    cpu_threads: int = 0
-    """torch's CPU threads (0 = torch's default, one per core)."""
+    cpu_threads: int = 1
+    """torch's CPU threads when the model runs on CPU (process-wide; 0 leaves torch's default
+    of one per core). One, because on the 2-core VM two threads competing with the encoder
+    and other load ran 5x slower than one (docs/benchmarks-apbwe.md)."""
     warm_up: bool = True
 
 
@@ -82,9 +84,9 @@ def load_engine(cfg: Config) -> Engine:
     from veena.plugins.apbwe.checkpoint import load_generator
     from veena.plugins.apbwe.engine import Engine, resolve_device, resolve_precision
 
-    if cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)
     device = resolve_device(cfg.device)
+    if cfg.cpu_threads and device == "cpu":
+        torch.set_num_threads(cfg.cpu_threads)
     model = load_generator(cfg.checkpoint, device)
     engine = Engine(model, device, resolve_precision(cfg.precision, device), cfg.max_batch_frames)
     if cfg.warm_up:

@@ -140,7 +140,8 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
 
 
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "invalid_request", 404: "not_found",
+            405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code))
 
 

@@ -144,6 +144,7 @@ class DurableQueue(Generic[T]):
             item = await self._queue.get()
             if item is _STOP:
                 break
+            self._busy = True  # from here until written or spooled (flush() waits on it)
             batch = [item]
             deadline = time.monotonic() + self.flush_interval
             while len(batch) < self.batch_size:
@@ -161,7 +162,6 @@ class DurableQueue(Generic[T]):
                     stopping = True
                     break
                 batch.append(item)
-            self._busy = True
             try:
                 await self._deliver(batch)
             finally:

@@ -73,9 +73,12 @@ class SupabaseDatabase(Database):
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"Supabase unreachable: {type(exc).__name__}") from exc
         except APIError as exc:
-            # Gateway and overload answers mean "not now"; PostgREST's own errors are real.
-            if str(exc.code or "").startswith(("5", "PGRST0")) or exc.code in ("429", "408"):
-                raise StoreUnavailable(f"Supabase answered {exc.code}") from exc
+            # "Not now": no PostgREST error code (a gateway answered), an HTTP 5xx/429/408 code
+            # (a non-JSON answer), or PGRST0xx (PostgREST cannot reach its database). Any other
+            # code is PostgREST's or PostgreSQL's verdict on the request itself.
+            code = exc.code
+            if code is None or code.startswith(("5", "PGRST0")) or code in ("429", "408"):
+                raise StoreUnavailable(f"Supabase answered {code or exc.message}") from exc
             raise
 
     def _table(self, name: str) -> Any:

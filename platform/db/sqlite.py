@@ -123,8 +123,9 @@ class SqliteDatabase(Database):
         args: tuple[Any, ...] = ()
         if owner is not None:
             sql, args = sql + " WHERE owner = ?", (owner,)
-        rows = await self._run(lambda c: c.execute(sql + " ORDER BY created_at, id", args).fetchall())
-        return [_key(r) for r in rows]
+        # Rows become ApiKeys on the worker thread: a reload of many keys stays off the loop.
+        return await self._run(lambda c: [_key(r) for r in c.execute(
+            sql + " ORDER BY created_at, id", args).fetchall()])
 
     async def revoke_key(self, key_id: str) -> bool:
         now = time.time()

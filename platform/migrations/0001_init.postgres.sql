@@ -80,10 +80,14 @@ CREATE INDEX IF NOT EXISTS veena_sentences_key ON veena_sentences (key_id, creat
 -- The debit: one atomic statement. The row lock taken by UPDATE serialises concurrent holds on
 -- one key, and the WHERE clause is re-checked against the latest balance, so parallel requests
 -- can never take more than the balance (the CHECK constraint above guards it once more).
+-- PL/pgSQL rather than SQL functions: their statements' plans are cached per connection.
 CREATE OR REPLACE FUNCTION veena_reserve_credits(p_key_id text, p_hold_id text, p_amount bigint,
                                                  p_request_id text)
 RETURNS TABLE (ok boolean, balance bigint)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH k AS (
         UPDATE veena_api_keys SET credits = credits - p_amount, updated_at = now()
          WHERE id = p_key_id AND (credits IS NULL OR credits >= p_amount)
@@ -94,7 +98,8 @@ LANGUAGE sql AS $$
     SELECT true, k.credits FROM k
     UNION ALL
     SELECT false, (SELECT credits FROM veena_api_keys WHERE id = p_key_id)
-     WHERE NOT EXISTS (SELECT 1 FROM k)
+     WHERE NOT EXISTS (SELECT 1 FROM k);
+END
 $$;
 
 -- Settles a request in one statement: records the usage row (its id is the hold id, so a
@@ -102,7 +107,10 @@ $$;
 -- charged. Returns the new balance (NULL for an unmetered key or a repeated settlement).
 CREATE OR REPLACE FUNCTION veena_settle_usage(p jsonb)
 RETURNS bigint
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_balance bigint;
+BEGIN
     WITH u AS (
         INSERT INTO veena_usage (id, key_id, request_id, created_at, chars, chars_requested,
                                  audio_seconds, format, speaker, synthesizer, stream, outcome,
@@ -125,7 +133,9 @@ LANGUAGE sql AS $$
        SET credits = k.credits + (h.amount - LEAST(u.credits, h.amount)), updated_at = now()
       FROM h, u
      WHERE k.id = h.key_id
-    RETURNING k.credits
+    RETURNING k.credits INTO new_balance;
+    RETURN new_balance;
+END
 $$;
 
 -- Adds (or, negative, removes) credits; a key that was unmetered starts from zero.

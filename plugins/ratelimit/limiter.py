@@ -53,7 +53,7 @@ def _gcra(tat: float | None, now: float, limit: int) -> tuple[float | None, Rate
     if now < allow_at:
         return None, RateResult(False, limit, 0, math.ceil((tat - now) / 1000),
                                 math.ceil((allow_at - now) / 1000))
-    remaining = int((now - allow_at) // interval)
+    remaining = min(int((now - allow_at) // interval), limit - 1)
     return new_tat, RateResult(True, limit, remaining, math.ceil((new_tat - now) / 1000), 0)
 
 
@@ -114,7 +114,8 @@ local allow_at = new_tat - period
 if now < allow_at then
   return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+-- at least 1 ms: with a huge limit the interval is below a double's resolution at this size
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.max(1, math.ceil(new_tat - now)))
 return {1, math.floor((now - allow_at) / interval), math.ceil(new_tat - now), 0}
 """
 
@@ -159,7 +160,8 @@ class RedisLimiter:
     async def hit(self, key: str, limit: int) -> RateResult:
         allowed, remaining, reset_ms, retry_ms = await self._hit(
             keys=[f"{self.prefix}{key}:rpm"], args=[limit, PERIOD_MS])
-        return RateResult(bool(allowed), limit, int(remaining), math.ceil(int(reset_ms) / 1000),
+        return RateResult(bool(allowed), limit, min(int(remaining), limit - 1),
+                          math.ceil(int(reset_ms) / 1000),
                           math.ceil(int(retry_ms) / 1000))
 
     async def acquire(self, key: str, limit: int, lease: str, ttl_s: float) -> tuple[bool, int]:

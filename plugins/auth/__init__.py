@@ -282,7 +282,15 @@ class Auth:
     async def _write_settlements(self, batch: list[UsageRow]) -> None:
         assert self.db is not None
         for usage in batch:
-            balance = await self.db.settle(usage)
+            try:
+                balance = await self.db.settle(usage)
+            except StoreUnavailable:
+                raise  # the batch is spooled and replayed; settled rows are skipped then
+            except Exception:  # noqa: BLE001 - set this one aside, settle the others
+                log.exception("settlement rejected by the database",
+                              extra={"request_id": usage.request_id, "key_id": usage.key_id})
+                self.settlements._reject([usage])  # type: ignore[union-attr]
+                continue
             if self.cache is not None:
                 self.cache.set_balance(usage.key_id, balance)
             event("tts.credits_settled", request_id=usage.request_id, key_id=usage.key_id,

@@ -35,6 +35,7 @@ from veena.plugins.ratelimit.limiter import MemoryLimiter, RateResult, RedisLimi
 
 log = logging.getLogger("veena.ratelimit")
 NAME = "ratelimit"
+REDIS_BACKOFF_S = 5.0
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,24 +66,38 @@ class RateLimits:
         self.local = MemoryLimiter()
         self.stats = {"limited": 0, "streams_refused": 0, "redis_errors": 0}
         self._last_error_log = 0.0
+        self._redis_retry_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def backend(self) -> str:
         return "redis" if self.shared is not None else "memory"
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        """Redis when configured; this process's limiter while Redis does not answer."""
-        if self.shared is not None:
+    async def _call(self, method: str, *args: Any) -> tuple[Any, Any]:
+        """(result, limiter that answered): Redis when configured and answering, else this
+        process's limiter. After a Redis error, Redis is left alone for ``REDIS_BACKOFF_S``
+        so a dead or black-holed Redis costs one timeout, not one per request."""
+        if self.shared is not None and time.monotonic() >= self._redis_retry_at:
             try:
-                return await getattr(self.shared, method)(*args)
+                return await getattr(self.shared, method)(*args), self.shared
             except Exception as exc:  # noqa: BLE001 - degrade, never fail a request on Redis
-                self.stats["redis_errors"] += 1
-                now = time.monotonic()
-                if now - self._last_error_log > 30:
-                    self._last_error_log = now
-                    log.warning("Redis unavailable, limiting per process: %r", exc)
-        return await getattr(self.local, method)(*args)
+                self._redis_failed(exc)
+        return await getattr(self.local, method)(*args), self.local
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self.stats["redis_errors"] += 1
+        now = time.monotonic()
+        self._redis_retry_at = now + REDIS_BACKOFF_S
+        if now - self._last_error_log > 30:
+            self._last_error_log = now
+            log.warning("Redis unavailable, limiting per process: %r", exc)
+
+    async def _on(self, limiter: Any, method: str, *args: Any) -> None:
+        """Renew or release on the limiter that holds the lease; errors only logged."""
+        try:
+            await getattr(limiter, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+            self._redis_failed(exc)
 
     def _limit(self, principal: Principal, field: str, default: int) -> int:
         value = principal.extra.get(field)
@@ -111,7 +126,7 @@ class RateLimits:
         limit = self._limit(principal, "rate_per_minute", self.config.requests_per_minute)
         if limit <= 0:
             return principal
-        result: RateResult = await self._call("hit", principal.key_id, limit)
+        result: RateResult = (await self._call("hit", principal.key_id, limit))[0]
         if not result.allowed:
             self.stats["limited"] += 1
             raise VeenaError("rate_limited",
@@ -135,7 +150,7 @@ class RateLimits:
                     yield block
                 return
             lease = uuid.uuid4().hex
-            ok, active = await self._call("acquire", key, limit, lease, ttl)
+            (ok, active), limiter = await self._call("acquire", key, limit, lease, ttl)
             if not ok:
                 self.stats["streams_refused"] += 1
                 raise VeenaError("too_many_streams",
@@ -149,11 +164,11 @@ class RateLimits:
                 async for block in stream:
                     if time.monotonic() - renewed > ttl / 3:
                         renewed = time.monotonic()
-                        self._background(self._call("renew", key, lease, ttl))
+                        self._background(self._on(limiter, "renew", key, lease, ttl))
                     yield block
             finally:
                 # Off this task: the stream may be ending because its task was cancelled.
-                self._background(self._call("release", key, lease))
+                self._background(self._on(limiter, "release", key, lease))
 
     def _background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

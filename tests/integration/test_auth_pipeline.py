@@ -265,3 +265,18 @@ def test_mode_off_and_required(backend, tmp_path):
             assert p.runtime.state["auth"].enforced is False
             assert await p.admit(info("vk_whatever-this-is-not-checked")) is None
     asyncio.run(main())
+
+
+def test_unreachable_store_fails_closed_with_503(tmp_path, monkeypatch):
+    from tests.support.services import free_port
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://veena@127.0.0.1:{free_port()}/none")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    async def main():
+        async with veena(cfg(tmp_path)) as (p, _):
+            assert p.runtime.state["auth"].enforced  # unknown: never open
+            err = await rejected(p)
+            assert (err.status, err.code) == (503, "auth_unavailable")
+            assert err.headers["Retry-After"] == "5"
+    asyncio.run(main())

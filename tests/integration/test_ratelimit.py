@@ -160,6 +160,7 @@ def test_redis_down_degrades_to_per_process_limits(tmp_path, monkeypatch, caplog
             with pytest.raises(VeenaError) as err:
                 await p.admit(info(secret))
             assert err.value.code == "rate_limited"
-            assert p.runtime.state["ratelimit"].stats["redis_errors"] >= 3
+            # one failure, then Redis is left alone for a while: no timeout per request
+            assert p.runtime.state["ratelimit"].stats["redis_errors"] == 1
     asyncio.run(main())
     assert "limiting per process" in caplog.text

@@ -16,6 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Tests never touch the developer's own data or services: no DATABASE_URL / REDIS_URL / Supabase
+# from the shell (the fixtures start throwaway servers), and the embedded SQLite store and spool
+# files go to a temporary folder (a real key in ~/.local/share/veena would switch auth on).
+# Supabase credentials are kept aside for the live contract test only.
+LIVE_SUPABASE = {k: os.environ.pop(k) for k in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY")
+                 if k in os.environ}
+for _var in ("DATABASE_URL", "REDIS_URL"):
+    os.environ.pop(_var, None)
+os.environ["VEENA_DATA_DIR"] = tempfile.mkdtemp(prefix="veena-test-data-")
+
 
 def free_port() -> int:
     with socket.socket() as s:

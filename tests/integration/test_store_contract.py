@@ -5,7 +5,6 @@ SUPABASE_SERVICE_KEY are set, a live Supabase project."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
@@ -17,7 +16,9 @@ from veena.platform.db.sqlite import SqliteDatabase
 from veena.platform.db.supabase import SupabaseDatabase
 from veena.plugins.auth.keys import hash_key, new_key
 
-LIVE = bool(os.environ.get("SUPABASE_URL") and os.environ.get("SUPABASE_SERVICE_KEY"))
+from tests.conftest import LIVE_SUPABASE
+
+LIVE = len(LIVE_SUPABASE) == 2  # SUPABASE_URL and SUPABASE_SERVICE_KEY were set
 
 
 @pytest.fixture(params=["sqlite", "postgres", "supabase", "supabase-live"])
@@ -41,7 +42,8 @@ def make_db(request, tmp_path):
     else:
         if not LIVE:
             pytest.skip("live Supabase test: set SUPABASE_URL and SUPABASE_SERVICE_KEY")
-        yield lambda: SupabaseDatabase(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_KEY"])
+        yield lambda: SupabaseDatabase(LIVE_SUPABASE["SUPABASE_URL"],
+                                       LIVE_SUPABASE["SUPABASE_SERVICE_KEY"])
 
 
 async def _migrate(db):

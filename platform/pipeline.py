@@ -110,7 +110,12 @@ class Pipeline:
             raise VeenaError("unsupported_sample_rate",
                              f"{codec.name} cannot be sent at {rate} Hz", 400,
                              valid=list(codec.sample_rates))
-        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=req.bitrate or bitrate)
+        bitrate = req.bitrate or bitrate
+        try:
+            codec.check_bitrate(rate, bitrate)
+        except ValueError as exc:
+            raise VeenaError("unsupported_bitrate", str(exc), 400) from exc
+        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
 
     async def audio(self, job: Job) -> AsyncIterator[bytes]:
         """Synthesis -> audio processing -> encoding, as one byte stream. Records the request
@@ -174,17 +179,18 @@ class Pipeline:
 
     def _record(self, record: RequestRecord) -> None:
         # A fresh task: the request's own task may be cancelled already.
-        task = asyncio.get_running_loop().create_task(self._store(record))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.add(asyncio.get_running_loop().create_task(self._store(record)))
 
     async def _store(self, record: RequestRecord) -> None:
-        with self.runtime.telemetry.span("store", outcome=record.outcome):
-            results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
-            for result in await asyncio.gather(*[await_maybe(r) for r in results],
-                                               return_exceptions=True):
-                if isinstance(result, BaseException):
-                    log.error("a request_finished hook failed: %r", result)
+        try:
+            with self.runtime.telemetry.span("store", outcome=record.outcome):
+                results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
+                for result in await asyncio.gather(*[await_maybe(r) for r in results],
+                                                   return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        log.error("a request_finished hook failed: %r", result)
+        finally:
+            self._background.discard(asyncio.current_task())
 
     async def drain(self) -> None:
         """Waits for request records still being handed to plugins (used at shutdown)."""

@@ -60,6 +60,10 @@ class RawCodec:
     sample_rates = (RATE,)
     default_sample_rate = RATE
 
+    def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
+        if bitrate is not None:
+            raise ValueError("raw takes no bitrate")
+
     def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> _Encoder:
         return _Encoder()
 

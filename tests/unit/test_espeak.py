@@ -11,6 +11,7 @@ import pluggy
 import pytest
 
 from veena.platform.audio import PCM
+from veena.platform.plugins import build_runtime
 from veena.platform.config import parse_config
 from veena.platform.errors import ConfigError
 from veena.platform.job import Job, OutputFormat
@@ -425,18 +426,8 @@ def test_unknown_voice_raises_a_clear_error(synth):
 # --- the plugin -------------------------------------------------------------------------------
 
 def plugin_runtime(table: dict) -> Runtime:
-    """A runtime holding just this plugin, registered as the platform does it (the full
-    build_runtime needs every built-in plugin)."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.register(espeak_plugin, name="espeak")
-    runtime = Runtime(config=parse_config({"plugins": {"espeak": table}}), pm=pm,
-                      speakers=SpeakerCatalog(load_catalog()),
-                      plugin_configs={"espeak": plugin_settings("espeak", Config, table)})
-    for results in pm.hook.veena_register_synthesizers(runtime=runtime):
-        for synth in results:
-            runtime.synthesizers.add(synth, "espeak")
-    return runtime
+    """The real runtime, with ``table`` as the ``[plugins.espeak]`` settings."""
+    return build_runtime(parse_config({"plugins": {"espeak": table}}))
 
 
 async def run_hooks(results) -> None:
@@ -462,7 +453,7 @@ def test_plugin_registers_configures_starts_and_stops():
     engine, blocks = asyncio.run(lifecycle())
     assert len(audio(blocks)) / 22050 > 1.0
     assert synth.engine is None and engine.alive_threads == 0
-    with pytest.raises(ConfigError, match="unknown field `engine`"):
+    with pytest.raises(ConfigError, match="plugins.espeak.engine`: unknown key"):
         plugin_settings("espeak", Config, {"engine": 2})
     with pytest.raises(ConfigError, match="plugins.espeak.engines"):
         plugin_settings("espeak", Config, {"engines": 0})

@@ -1,0 +1,97 @@
+"""Clean-up and language detection: which language (en, hi, te) a stretch of text is in.
+
+The language of a sentence is the script most of its words are written in (Latin -> English,
+Devanagari -> Hindi, Telugu -> Telugu). A sentence with no letters of these scripts (``₹500.``)
+takes the request's language hint, else the language of the whole text, else the default.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+LANGUAGES = ("en", "hi", "te")
+
+_LATIN_WORD = re.compile(r"[A-Za-z\u00C0-\u024F]+")
+_DEVANAGARI_WORD = re.compile(r"[\u0900-\u0963\u0971-\u097F\uA8E0-\uA8FF]+")
+_TELUGU_WORD = re.compile(r"[\u0C00-\u0C65\u0C70-\u0C7F]+")
+
+NATIVE_DIGITS = str.maketrans({**{chr(0x0966 + i): str(i) for i in range(10)},   # ०-९
+                               **{chr(0x0C66 + i): str(i) for i in range(10)}})  # ౦-౯
+
+_EMOJI = re.compile("[\u2600-\u27BF\u2B00-\u2BFF\uFE0E\uFE0F\u20E3\U0001F000-\U0001FAFF]+")
+_HSPACE = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r" ?\n[\s]*")
+
+_HINTS = {"en": "en", "english": "en", "hi": "hi", "hindi": "hi", "te": "te", "telugu": "te"}
+
+
+def language_hint(value: str | None) -> str | None:
+    """``"hi-IN"``, ``"Hindi"``, ``"te"`` ... -> ``hi``/``te``/``en``; None if unknown."""
+    if not value:
+        return None
+    v = value.strip().lower().replace("_", "-")
+    return _HINTS.get(v) or _HINTS.get(v.split("-")[0])
+
+
+def _drop_char(ch: str) -> str:
+    cat = unicodedata.category(ch)
+    if cat == "Cc":
+        return "\n" if ch in "\n\r\x0b\x0c\x1c\x1d\x1e\x85" else " "
+    return ""  # Cf (ZWJ, soft hyphen, bidi marks), Cs (lone surrogates), Co, Cn
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                      r"\ufeff\ufff0-\uffff\ud800-\udfff\ue000-\uf8ff]|[\U000f0000-\U0010ffff]")
+
+
+def clean(text: str, drop_emoji: bool = True) -> str:
+    """NFC, control and format characters out, native digits to ASCII, spaces collapsed.
+
+    Newlines are kept (one at most in a row): they are sentence boundaries for the chunker.
+    """
+    text = text.replace("\r\n", "\n")
+    text = _CONTROL.sub(lambda m: "\n" if m.group() == "\n" else _drop_char(m.group()), text)
+    text = unicodedata.normalize("NFC", text)
+    if drop_emoji:
+        text = _EMOJI.sub(" ", text)
+    text = text.translate(NATIVE_DIGITS)
+    text = _HSPACE.sub(" ", text)
+    return _NEWLINES.sub("\n", text).strip()
+
+
+NOT_WORDS = frozenset(
+    "am pm a m p rs inr usd km kg cm mm ml mg gm gb mb kb tb hz khz mhz ghz kw kwh mah hr hrs "
+    "min mins sec secs ms ft lb lbs k l g h v w mph kmph lakh lakhs crore crores cr mn bn st nd "
+    "rd th x".split())
+"""Latin tokens that go with numbers (units, am/pm, currency codes): typed in Hindi and Telugu
+sentences too, so they do not count as English words."""
+
+
+def word_counts(text: str) -> tuple[int, int, int]:
+    """Number of Latin, Devanagari and Telugu words in ``text``."""
+    latin = sum(1 for w in _LATIN_WORD.findall(text) if w.lower() not in NOT_WORDS)
+    return (latin, len(_DEVANAGARI_WORD.findall(text)), len(_TELUGU_WORD.findall(text)))
+
+
+_NATIVE_DIGIT = re.compile("[\u0966-\u096f\u0c66-\u0c6f]")
+
+
+def digit_language(text: str) -> str | None:
+    """``hi`` or ``te`` when ``text`` is written with Devanagari or Telugu digits."""
+    m = _NATIVE_DIGIT.search(text)
+    return None if m is None else "hi" if m.group() < "\u0a00" else "te"
+
+
+def dominant(counts: tuple[int, int, int] | list[int]) -> str | None:
+    """The language with most words (``word_counts``); ties go to Hindi, then Telugu (an
+    Indic word in a short mixed sentence is the stronger signal)."""
+    en, hi, te = counts
+    if not (en or hi or te):
+        return None
+    best = max(counts)
+    return "hi" if hi == best else "te" if te == best else "en"
+
+
+def is_indic(ch: str) -> bool:
+    return "\u0900" <= ch <= "\u0DFF"

@@ -35,29 +35,36 @@ NO_BREAK = frozenset({*TITLES, *ENDINGS, *NUMBER_SIGNS, "a.m", "p.m", "Rs", "Jan
                       "viz", "al", "ca", "approx", "rs", "रु", "रू", "రూ"})
 """Words that, followed by a period, do not end a sentence (the chunker's list too)."""
 
-_BARE_TITLES = ("Dr", "Mr", "Mrs", "Ms", "Prof", "Smt")
-_LATIN = lambda words: "|".join(sorted((re.escape(w) for w in words if w.isascii()),  # noqa: E731
-                                       key=len, reverse=True))
-_INDIC = "|".join(sorted((re.escape(w) for w in TITLES if not w.isascii()), key=len, reverse=True))
 _END_OF_SENTENCE = re.compile(r"\s*$|\s+[A-Z\u0900-\u0DFF]")
+_WORD_BEFORE = re.compile(r"(?<![\w.\u0900-\u0DFF])[\w.\u0900-\u0DFF]+$")
 
 
-def _speak(m: re.Match[str], ctx: Context) -> str:
-    if word := m.group("abbr_num"):
-        return NUMBER_SIGNS[word][ctx.lang]
-    if word := m.group("abbr_end"):
-        full = ENDINGS[word]
+def _after(words) -> str:
+    r"""``\.`` then a lookbehind per word length (Python needs fixed-width lookbehinds): the rule
+    is anchored on the period, so the regex engine only stops at periods."""
+    by_len: dict[int, list[str]] = {}
+    for w in words:
+        by_len.setdefault(len(w), []).append(re.escape(w))
+    return "|".join(f"(?<=(?<![\\w.\u0900-\u0DFF])(?:{'|'.join(sorted(ws))})\\.)"
+                    for _, ws in sorted(by_len.items(), reverse=True))
+
+
+def _speak(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int] | None:
+    before = _WORD_BEFORE.search(m.string, max(last, m.start() - 12), m.start())
+    if before is None:
+        return None
+    word = before.group()
+    if m.group("abbr_num") is not None:
+        return NUMBER_SIGNS[word][ctx.lang], before.start()
+    if m.group("abbr_end") is not None:
         ends = _END_OF_SENTENCE.match(m.string, m.end())
-        return full + "." if ends else full
-    word = m.group("abbr_title") or m.group("abbr_bare") or m.group("abbr_indic")
-    return TITLES[word]
+        return ENDINGS[word] + ("." if ends else ""), before.start()
+    full = TITLES.get(word)
+    return (full, before.start()) if full else None
 
 
 ABBREVIATION = Rule(
     "abbr",
-    rf"(?<![\w.])(?:(?P<abbr_num>Nos|No|no)\. ?(?=\d)"
-    rf"|(?P<abbr_end>{_LATIN(ENDINGS)})\."
-    rf"|(?P<abbr_title>{_LATIN(TITLES)})\.(?=[\s,;:]|$)"
-    rf"|(?P<abbr_bare>{'|'.join(_BARE_TITLES)})(?= [A-Z]))"
-    rf"|(?<![\u0900-\u0DFF])(?P<abbr_indic>{_INDIC})\.",
-    _speak)
+    rf"\.(?:(?P<abbr_num>{_after(NUMBER_SIGNS)})(?= ?\d)|(?P<abbr_end>{_after(ENDINGS)})"
+    rf"|(?P<abbr_title>{_after(TITLES)})(?=[\s,;:]|$))",
+    _speak, back=True)

@@ -27,7 +27,7 @@ NAMES = {
 SYMBOLS = {"₹": "INR", "rs": "INR", "rs.": "INR", "inr": "INR", "रु": "INR", "रु.": "INR",
            "रू": "INR", "रू.": "INR", "రూ": "INR", "రూ.": "INR", "$": "USD", "usd": "USD",
            "us$": "USD", "€": "EUR", "eur": "EUR", "£": "GBP", "gbp": "GBP"}
-_PREFIX = r"₹|Rs\.?|RS\.?|rs\.?|INR|रु\.?|रू\.?|రూ\.?|US\$|\$|USD|€|EUR|£|GBP"
+_PREFIX = r"₹|Rs\.?|RS\.?|INR|रु\.?|रू\.?|రూ\.?|US\$|\$|USD|€|EUR|£|GBP"
 _SUFFIX = r"₹|Rs\.?|INR|/-"
 
 # scale word -> (value, {lang: (after one, after more)})
@@ -112,4 +112,4 @@ CURRENCY = Rule(
     rf"(?:(?<![A-Za-z\u0900-\u0DFF])(?P<cur_pre>{_PREFIX})\s?(?P<cur_amt>{AMOUNT})"
     rf"(?:\s?[-–]\s?(?:{_PREFIX})?\s?(?P<cur_to>{AMOUNT}))?{_TAIL}"
     rf"|{START}(?P<cur_amt2>{AMOUNT})\s?(?P<cur_post>{_SUFFIX})(?![\w]))",
-    _speak)
+    _speak, guard='\\D|[\\d,.]+ ?(?:₹|Rs|INR|/-)')

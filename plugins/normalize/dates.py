@@ -25,6 +25,10 @@ _SPELLINGS.update({"Sept": 8, "फरवरी": 1, "सितम्बर": 8, 
                    "జులై": 6, "ఆగష్టు": 7})
 _SPELLINGS = {unicodedata.normalize("NFC", k): v for k, v in _SPELLINGS.items()}
 _MONTH = "|".join(sorted(map(re.escape, _SPELLINGS), key=len, reverse=True))
+_EN_MONTH = "|".join(sorted((re.escape(k) for k in _SPELLINGS if k.isascii()), key=len,
+                            reverse=True))
+"""Month-first dates (Aug 15, March 2024) only in English: a rule that may start at any
+Devanagari or Telugu letter would make the engine stop at every one of them."""
 _NOT_LETTER = r"(?![A-Za-z\u0900-\u0DFF])"
 
 
@@ -66,7 +70,7 @@ NUMERIC_DATE = Rule(
     rf"{START}(?:(?P<date_iy>\d{{4}})-(?P<date_im>[01]\d)-(?P<date_id>[0-3]\d)"
     r"|(?P<date_a>\d{1,2})(?P<date_sep>[/.\-])(?P<date_b>\d{1,2})(?P=date_sep)"
     r"(?P<date_y>\d{4}|\d{2}))(?![\d])",
-    _numeric)
+    _numeric, guard='\\d{1,4}[/.\\-]\\d')
 
 
 def _named(m: re.Match[str], ctx: Context) -> str:
@@ -85,9 +89,9 @@ NAMED_DATE = Rule(
     "mdate",
     rf"{START}(?P<mdate_d1>[0-3]?\d)(?:st|nd|rd|th)? (?:of )?(?P<mdate_m1>{_MONTH})\.?{_NOT_LETTER}"
     rf"(?:,? (?P<mdate_y1>\d{{4}})(?![\d]))?"
-    rf"|(?<![A-Za-z\u0900-\u0DFF])(?P<mdate_m2>{_MONTH})\.? (?:(?P<mdate_d2>[0-3]?\d)"
+    rf"|(?<![A-Za-z\u0900-\u0DFF])(?P<mdate_m2>{_EN_MONTH})\.? (?:(?P<mdate_d2>[0-3]?\d)"
     r"(?:st|nd|rd|th)?(?![\d:])(?:,? (?P<mdate_y2>\d{4})(?![\d]))?|(?P<mdate_y3>\d{4})(?![\d]))",
-    _named)
+    _named, guard='\\D|\\d{1,2}(?:st|nd|rd|th)? (?:of )?[A-Z\\u0900-\\u0C7F]')
 
 # --- times -----------------------------------------------------------------------------------
 
@@ -169,7 +173,7 @@ TIME = Rule(
     rf"(?: ?(?P<time_ap>{_AMPM}))?(?![\d:])"
     rf"|(?P<time_h2>[01]?\d)\.(?P<time_m2>[0-5]\d) ?(?P<time_ap2>{_AMPM})"
     rf"|(?P<time_h3>1[0-2]|0?[1-9]) ?(?P<time_ap3>{_AMPM}))",
-    _time)
+    _time, guard='\\d{1,2}(?:[:.]\\d\\d| ?[AaPp])')
 
 # --- ranges ----------------------------------------------------------------------------------
 
@@ -190,6 +194,6 @@ def _range(m: re.Match[str], ctx: Context) -> str:
 
 
 RANGE = Rule("rng", rf"{START}(?P<rng_a>\d+(?:\.\d+)?) ?[-–—] ?(?P<rng_b>\d+(?:\.\d+)?)(?![\d])",
-             _range)
+             _range, guard=r"[\d.]+ ?[-–—] ?\d")
 
 __all__ = ["NUMERIC_DATE", "NAMED_DATE", "TIME", "RANGE", "looks_like_year"]

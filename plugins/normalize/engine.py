@@ -1,7 +1,8 @@
 """Runs every rule in one left-to-right pass, each match spoken in the language of its sentence.
 
-Order of the alternation decides which rule wins where two could start at the same place (an
-e-mail before a URL, a phone number before a range, a date before a time before a number).
+Order of the alternation decides which rule wins where two could start at the same place (a
+phone number before a range, a date before a time before a number, anything before the
+fallback that reads left-over digits).
 """
 
 from __future__ import annotations
@@ -24,12 +25,21 @@ RULES: tuple[Rule, ...] = (
     symbols.SYMBOL, numerals.DIGITS,
 )
 _BY_NAME = {r.name: r for r in RULES}
+FIRST_CHARS = "0-9+\\-−₹$€£@&=%°©#~*_`^™®|½¼¾⅓⅔.:–—RIUEGJFMASOND\u0930\u0C30"
+"""Every character a rule's match can start with (digits, symbols, the period and colon that
+anchor abbreviations, domains and URLs, the capitals of currency codes and English months,
+र and ర of रु and రూ). The alternation is prefixed with a lookahead on this set, which lets the
+regex engine skip everything else without trying each rule: the difference between ~10 ms
+and ~200 ms for 50,000 characters."""
 PATTERN = re.compile(unicodedata.normalize(
-    "NFC", "|".join(f"(?P<{r.name}>{r.pattern})" for r in RULES)))
+    "NFC", f"(?=[{FIRST_CHARS}])(?:" + "|".join(
+        f"(?P<{r.name}>{f'(?={r.guard})' if r.guard else ''}(?:{r.pattern}))" for r in RULES) + ")"))
+_MAY_MATCH = re.compile(r"[0-9@&+=%°©#~*_`^™®|½¼¾⅓⅔]|\.\S|://| [-–—] ")
+"""Text without any of these has nothing for the rules (the common case for prose)."""
 
 _SEGMENT_END = re.compile(r"[.?!]+(?=\s|$)|[।॥\n]")
 _SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.?!;:।॥)\]}”’…])")
-_SPACES = re.compile(r"[^\S\n]+")
+_SPACE_RUN = re.compile(r"[^\S\n]{2,}")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
 
 
@@ -54,46 +64,36 @@ class Engine:
             return text
         text, found = tags.protect(text, self.keep_unknown)
         text = self.rewrite(text, hint)
-        text = _SPACES.sub(" ", text)
+        if "  " in text:
+            text = _SPACE_RUN.sub(" ", text)
         text = _SPACE_BEFORE_PUNCT.sub("", text)
-        text = _SPACE_AROUND_NEWLINE.sub("\n", text).strip()
-        return unicodedata.normalize("NFC", tags.restore(text, found))
-
-    def languages(self, text: str, hint: str | None) -> tuple[list[int], list[str]]:
-        """Start offsets of the sentences of ``text`` and the language of each."""
-        starts, found = [0], []
-        totals = [0, 0, 0]
-        pos = 0
-        for m in _SEGMENT_END.finditer(text):
-            found.append(self._count(text[pos:m.end()], totals))
-            pos = m.end()
-            starts.append(pos)
-        found.append(self._count(text[pos:], totals))
-        fallback = hint or script.dominant(totals) or self.default_language
-        return starts, [lang or fallback for lang in found]
-
-    @staticmethod
-    def _count(segment: str, totals: list[int]) -> str | None:
-        counts = script.word_counts(segment)
-        for i, c in enumerate(counts):
-            totals[i] += c
-        return script.dominant(counts)
+        if "\n" in text:
+            text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+        # NFC already: the input was normalized and every word the rules insert is NFC (the
+        # sources are kept NFC; a test checks).
+        return tags.restore(text.strip(), found)
 
     def rewrite(self, text: str, hint: str | None) -> str:
-        if not any(c.isdigit() for c in text) and not _MAY_MATCH.search(text):
+        """Every rule applied left to right; each match spoken in its sentence's language."""
+        if not _MAY_MATCH.search(text):
             return text
-        starts, langs = self.languages(text, hint)
+        langs = _Languages(text, hint, self.default_language)
         contexts = self.contexts
         out: list[str] = []
         last = 0
         for m in PATTERN.finditer(text):
             s, e = m.span()
-            lang = langs[bisect.bisect_right(starts, s) - 1]
+            rule = _BY_NAME[m.lastgroup]
+            ctx = contexts[langs.at(s)]
             try:
-                spoken = _BY_NAME[m.lastgroup].speak(m, contexts[lang])
+                spoken = rule.speak(m, ctx, last) if rule.back else rule.speak(m, ctx)
             except Exception:  # a rule must never take the request down: keep the text
-                log.debug("rule %s failed on %r", m.lastgroup, m.group(), exc_info=True)
-                spoken = m.group()
+                log.debug("rule %s failed on %r", rule.name, m.group(), exc_info=True)
+                spoken = None
+            if spoken is None:
+                continue
+            if isinstance(spoken, tuple):
+                spoken, s = spoken
             if spoken and s > 0 and _needs_space(text[s - 1]) and spoken[0] != " ":
                 spoken = " " + spoken
             if spoken and e < len(text) and _needs_space(text[e]) and spoken[-1] != " ":
@@ -105,8 +105,31 @@ class Engine:
         return "".join(out)
 
 
-_MAY_MATCH = re.compile(r"[@&+=%°©#~*_`^™®|½¼¾⅓⅔]|\.[a-z]|www|://| [-–—] |\b(?:Dr|Mr|Mrs|Ms|Prof|"
-                        r"St|Mt|Capt|Col|Gen|Lt|Sgt|Hon|Smt|Sh|Shri|Fig|Vol|Ch|Govt|Dept|Rd|Ave|"
-                        r"Apt|vs|approx|Approx|e\.g|i\.e|E\.g|I\.e|etc|Ltd|Pvt|Inc|Co|Corp|Bros|"
-                        r"Jr|Sr)\b|डॉ|प्रो|श्री|कि\.मी|డా|ప్రొ|శ్రీ")
+class _Languages:
+    """The language of the sentence around an offset, worked out only for sentences that have
+    something to rewrite: the script most of its words are in; with no letters, the request's
+    hint, else the script of the whole text, else the configured default."""
 
+    def __init__(self, text: str, hint: str | None, default: str) -> None:
+        self.text = text
+        self.ends = [m.end() for m in _SEGMENT_END.finditer(text)]
+        self.hint = hint
+        self.default = default
+        self.cache: dict[int, str] = {}
+        self._fallback: str | None = None
+
+    def at(self, pos: int) -> str:
+        i = bisect.bisect_right(self.ends, pos)
+        lang = self.cache.get(i)
+        if lang is None:
+            start = self.ends[i - 1] if i else 0
+            end = self.ends[i] if i < len(self.ends) else len(self.text)
+            lang = script.language_of(self.text[start:end]) or self.fallback()
+            self.cache[i] = lang
+        return lang
+
+    def fallback(self) -> str:
+        if self._fallback is None:
+            self._fallback = (self.hint or script.dominant(script.word_counts(self.text))
+                              or self.default)
+        return self._fallback

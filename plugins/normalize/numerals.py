@@ -93,7 +93,8 @@ def _ordinal(m: re.Match[str], ctx: Context) -> str:
 
 ORDINAL = Rule("ord", rf"{START}(?P<ord_n>\d{{1,9}})(?:(?P<ord_en>st|nd|rd|th)(?![A-Za-z])"
                       r"|(?P<ord_hi>वाँ|वां|वीं|वी|वें|वे|ला|ली|ले|रा|री|रे|था|थी|थे|ठा|ठी|ठे)"
-                      r"(?![\u0900-\u097F])|(?P<ord_te>వ)(?![\u0C00-\u0C7F]))", _ordinal)
+                      r"(?![\u0900-\u097F])|(?P<ord_te>వ)(?![\u0C00-\u0C7F]))", _ordinal,
+               guard="\\d+[snrtवलरथठవ]")
 
 _FRACTIONS = {
     "en": {(1, 2): "one half", (1, 4): "one quarter", (3, 4): "three quarters"},
@@ -121,7 +122,8 @@ def _fraction(m: re.Match[str], ctx: Context) -> str:
 
 
 FRACTION = Rule("frac", rf"(?:{START}(?P<frac_whole>\d+) ?)?(?:(?P<frac_v>[½¼¾⅓⅔])|{START}"
-                        r"(?P<frac_a>\d{1,2})/(?P<frac_b>\d{1,2})(?![\d/]))", _fraction)
+                        r"(?P<frac_a>\d{1,2})/(?P<frac_b>\d{1,2})(?![\d/]))", _fraction,
+                guard=r"[½¼¾⅓⅔]|\d+ ?[½¼¾⅓⅔]|\d{1,2}/\d")
 
 
 def _decade(m: re.Match[str], ctx: Context) -> str:
@@ -130,7 +132,8 @@ def _decade(m: re.Match[str], ctx: Context) -> str:
     return words[:-1] + "ies" if words.endswith("y") else words + "s"
 
 
-DECADE = Rule("dec", rf"{START}(?P<dec_n>1[0-9]{{2}}0|20[0-9]0|[1-9]0)'?s(?![A-Za-z])", _decade)
+DECADE = Rule("dec", rf"{START}(?P<dec_n>1[0-9]{{2}}0|20[0-9]0|[1-9]0)'?s(?![A-Za-z])", _decade,
+              guard=r"\d+'?s")
 
 
 def _times(m: re.Match[str], ctx: Context) -> str:
@@ -140,7 +143,7 @@ def _times(m: re.Match[str], ctx: Context) -> str:
 
 
 DIMENSIONS = Rule("dim", rf"{START}(?P<dim_a>\d+(?:\.\d+)?) ?[x×] ?(?P<dim_b>\d+(?:\.\d+)?)(?![\w])",
-                  _times)
+                  _times, guard=r"[\d.]+ ?[x×] ?\d")
 
 
 def _digits_left(m: re.Match[str], ctx: Context) -> str:

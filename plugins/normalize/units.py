@@ -101,4 +101,4 @@ UNIT = Rule(
     "unit",
     rf"{SIGNED.format('unit')}(?:(?P<unit_from>{AMOUNT})\s?[-–]\s?)?"
     rf"(?P<unit_amt>{AMOUNT}) ?(?P<unit_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF])",
-    _speak)
+    _speak, guard='[-−]?[\\d,.]+(?:\\s?[-–]\\s?[\\d,.]+)? ?[A-Za-z%°℃क]')

@@ -38,17 +38,38 @@ def spell(address: str, lang: str) -> str:
     return " ".join(out)
 
 
-def _speak(m: re.Match[str], ctx: Context) -> str:
-    text = m.group()
-    text = re.sub(r"^(?:https?|ftp)://", "", text, flags=re.I).rstrip("/")
-    return spell(text, ctx.lang)
+_LOCAL = re.compile(r"[A-Za-z0-9._+-]*$")
+_LABELS = re.compile(r"(?<![\w@/.-])[A-Za-z0-9][A-Za-z0-9.-]*$")
+_SCHEME = re.compile(r"(?<![A-Za-z])(?i:https?|ftp)$")
 
 
-EMAIL = Rule("mail", r"(?<![\w.+-])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?<![.-])",
-             _speak)
+def _mail(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int]:
+    """Anchored at ``@``; the local part before it joins the match."""
+    local = _LOCAL.search(m.string, max(last, m.start() - 64), m.start())
+    start = local.start() if local else m.start()
+    while start < m.start() and not m.string[start].isalnum():
+        start += 1
+    return spell(m.string[start:m.end()], ctx.lang), start
+
+
+def _url(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int] | None:
+    """Anchored at ``://`` (the scheme before it is dropped) or at ``.tld`` (the domain labels
+    before it join the match)."""
+    if m.group("url_scheme"):
+        scheme = _SCHEME.search(m.string, max(last, m.start() - 6), m.start())
+        if scheme is None:
+            return None
+        return spell(m.group()[3:].rstrip("/"), ctx.lang), scheme.start()
+    labels = _LABELS.search(m.string, max(last, m.start() - 100), m.start())
+    if labels is None:
+        return None
+    return spell(m.string[labels.start():m.end()].rstrip("/"), ctx.lang), labels.start()
+
+
+_PATH = r"[^\s<>\"'()\[\]\ue000]*[^\s<>\"'()\[\].,;:!?\ue000]"
+EMAIL = Rule("mail", r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?<![.-])", _mail, back=True)
 URL = Rule(
     "url",
-    r"(?:(?i:https?|ftp)://|(?<![\w.@])(?i:www)\.)[^\s<>\"'()\[\]]*[^\s<>\"'()\[\].,;:!?]"
-    rf"|(?<![\w.@/-])[A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*\.(?:{TLDS})(?![\w@-])"
-    r"(?:/[^\s<>\"'()\[\]]*[^\s<>\"'()\[\].,;:!?])?",
-    _speak)
+    rf"(?P<url_scheme>://){_PATH}"
+    rf"|\.(?:{TLDS})(?:\.[a-z]{{2}})?(?![\w@-])(?:/{_PATH}|/)?",
+    _url, back=True)

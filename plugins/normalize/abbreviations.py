@@ -16,18 +16,19 @@ TITLES = {
     "St": "Saint", "Mt": "Mount", "Capt": "Captain", "Col": "Colonel", "Gen": "General",
     "Lt": "Lieutenant", "Sgt": "Sergeant", "Hon": "Honourable", "Smt": "Shrimati", "Sh": "Shri",
     "Shri": "Shri", "Fig": "Figure", "Vol": "Volume", "Ch": "Chapter", "Govt": "Government",
-    "Dept": "Department", "Rd": "Road", "Ave": "Avenue", "Apt": "Apartment",
+    "Dept": "Department", "Rd": "Road", "Ave": "Avenue", "Apt": "Apartment", "Pvt": "Private",
     "vs": "versus", "approx": "approximately", "Approx": "Approximately",
     "e.g": "for example", "i.e": "that is", "E.g": "For example", "I.e": "That is",
     "डॉ": "डॉक्टर", "प्रो": "प्रोफ़ेसर", "श्री": "श्री", "श्रीमती": "श्रीमती", "कि.मी": "किलोमीटर",
     "డా": "డాక్టర్", "ప్రొ": "ప్రొఫెసర్", "శ్రీ": "శ్రీ", "శ్రీమతి": "శ్రీమతి",
 }
-ENDINGS = {"etc": "et cetera", "Ltd": "Limited", "Pvt": "Private", "Inc": "Incorporated",
+ENDINGS = {"etc": "et cetera", "Ltd": "Limited", "Inc": "Incorporated",
            "Co": "Company", "Corp": "Corporation", "Bros": "Brothers", "Jr": "Junior",
            "Sr": "Senior"}
 NUMBER_SIGNS = {"No": {"en": "number", "hi": "नंबर", "te": "నంబర్"},
                 "Nos": {"en": "numbers", "hi": "नंबर", "te": "నంబర్లు"},
-                "no": {"en": "number", "hi": "नंबर", "te": "నంబర్"}}
+                "no": {"en": "number", "hi": "नंबर", "te": "నంబర్"},
+                "नं": {"en": "number", "hi": "नंबर", "te": "నంబర్"}}
 TITLES = {unicodedata.normalize("NFC", k): unicodedata.normalize("NFC", v)
           for k, v in TITLES.items()}
 NO_BREAK = frozenset({*TITLES, *ENDINGS, *NUMBER_SIGNS, "a.m", "p.m", "Rs", "Jan", "Feb", "Mar",
@@ -36,7 +37,7 @@ NO_BREAK = frozenset({*TITLES, *ENDINGS, *NUMBER_SIGNS, "a.m", "p.m", "Rs", "Jan
 """Words that, followed by a period, do not end a sentence (the chunker's list too)."""
 
 _END_OF_SENTENCE = re.compile(r"\s*$|\s+[A-Z\u0900-\u0DFF]")
-_WORD_BEFORE = re.compile(r"(?<![\w.\u0900-\u0DFF])[\w.\u0900-\u0DFF]+$")
+_WORD_BEFORE = re.compile(r"[\w.\u0900-\u0DFF]+$")
 
 
 def _after(words) -> str:
@@ -45,7 +46,7 @@ def _after(words) -> str:
     by_len: dict[int, list[str]] = {}
     for w in words:
         by_len.setdefault(len(w), []).append(re.escape(w))
-    return "|".join(f"(?<=(?<![\\w.\u0900-\u0DFF])(?:{'|'.join(sorted(ws))})\\.)"
+    return "|".join(f"(?<=(?<![\\w\u0900-\u0DFF])(?:{'|'.join(sorted(ws))})\\.)"
                     for _, ws in sorted(by_len.items(), reverse=True))
 
 

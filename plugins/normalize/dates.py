@@ -8,7 +8,7 @@ import unicodedata
 
 from veena.plugins.normalize import numbers
 from veena.plugins.normalize.numerals import START, looks_like_year, number_words
-from veena.plugins.normalize.rules import Context, Rule, group
+from veena.plugins.normalize.rules import Context, Rule, group, word_before
 
 MONTHS = {
     "en": "January February March April May June July August September October November December",
@@ -73,21 +73,30 @@ NUMERIC_DATE = Rule(
     _numeric, guard='\\d{1,4}[/.\\-]\\d')
 
 
+_SENTENCE_GOES_ON = re.compile(r"\s+[a-z0-9]")
+
+
 def _named(m: re.Match[str], ctx: Context) -> str:
     if month := group(m, "mdate", "m1"):
-        day = group(m, "mdate", "d1")
-        return spoken_date(int(day), _SPELLINGS[month.rstrip(".")], group(m, "mdate", "y1"),
-                           ctx.lang)
-    month = group(m, "mdate", "m2")
-    day = group(m, "mdate", "d2")
-    year = group(m, "mdate", "y2") or group(m, "mdate", "y3")
-    return spoken_date(int(day) if day else None, _SPELLINGS[month.rstrip(".")], year, ctx.lang,
-                       month_first=True)
+        out = spoken_date(int(group(m, "mdate", "d1")), _SPELLINGS[month], group(m, "mdate", "y1"),
+                          ctx.lang)
+        if group(m, "mdate", "of") and ctx.lang == "en":
+            out = out.replace(" ", " of ", 1)  # the fifth of May
+    else:
+        month = group(m, "mdate", "m2")
+        day = group(m, "mdate", "d2")
+        year = group(m, "mdate", "y2") or group(m, "mdate", "y3")
+        out = spoken_date(int(day) if day else None, _SPELLINGS[month], year, ctx.lang,
+                          month_first=True)
+    if m.group().endswith(".") and not _SENTENCE_GOES_ON.match(m.string, m.end()):
+        out += "."  # "on 5 May." -- the period ended the sentence, not an abbreviation
+    return out
 
 
 NAMED_DATE = Rule(
     "mdate",
-    rf"{START}(?P<mdate_d1>[0-3]?\d)(?:st|nd|rd|th)? (?:of )?(?P<mdate_m1>{_MONTH})\.?{_NOT_LETTER}"
+    rf"{START}(?P<mdate_d1>[0-3]?\d)(?:st|nd|rd|th)? (?P<mdate_of>of )?(?P<mdate_m1>{_MONTH})"
+    rf"\.?{_NOT_LETTER}"
     rf"(?:,? (?P<mdate_y1>\d{{4}})(?![\d]))?"
     rf"|(?<![A-Za-z\u0900-\u0DFF])(?P<mdate_m2>{_EN_MONTH})\.? (?:(?P<mdate_d2>[0-3]?\d)"
     r"(?:st|nd|rd|th)?(?![\d:])(?:,? (?P<mdate_y2>\d{4})(?![\d]))?|(?P<mdate_y3>\d{4})(?![\d]))",
@@ -157,10 +166,9 @@ def _time(m: re.Match[str], ctx: Context) -> str:
         out = _en_time(h, mi, s, ampm)
     else:
         h24 = h % 12 + (12 if ampm == "p m" else 0) if ampm else h
-        spoken = _hi_time(h, mi, s) if ctx.lang == "hi" else _te_time(h, mi, s)
-        out = f"{_daypart(h24, ctx.lang)} {spoken}" if ampm else spoken
-    if ctx.lang == "hi" and out.endswith(" बजे") and re.match(r"\s*बजे", m.string[m.end():]):
-        out = out[: -len(" बजे")]  # "10:30 बजे" already says it
+        out = _hi_time(h, mi, s) if ctx.lang == "hi" else _te_time(h, mi, s)
+        if ampm and word_before(m) not in _DAYPART[ctx.lang]:  # "शाम 7:30 pm": said already
+            out = f"{_daypart(h24, ctx.lang)} {out}"
     if raw_ampm and raw_ampm.endswith(".") and re.match(r"\s*$|\s+[A-Z\u0900-\u0DFF]",
                                                         m.string[m.end():m.end() + 2]):
         out += "."  # "at 5 p.m. Then" -- the abbreviation's period also ended the sentence
@@ -170,7 +178,7 @@ def _time(m: re.Match[str], ctx: Context) -> str:
 TIME = Rule(
     "time",
     rf"{START}(?:(?P<time_h>[01]?\d|2[0-3]):(?P<time_m>[0-5]\d)(?::(?P<time_s>[0-5]\d))?"
-    rf"(?: ?(?P<time_ap>{_AMPM}))?(?![\d:])"
+    rf"(?: ?(?P<time_ap>{_AMPM}))?(?![\d:])(?: ?बजे(?![\u0900-\u097F]))?"
     rf"|(?P<time_h2>[01]?\d)\.(?P<time_m2>[0-5]\d) ?(?P<time_ap2>{_AMPM})"
     rf"|(?P<time_h3>1[0-2]|0?[1-9]) ?(?P<time_ap3>{_AMPM}))",
     _time, guard='\\d{1,2}(?:[:.]\\d\\d| ?[AaPp])')
@@ -182,8 +190,8 @@ _TO = {"en": "to", "hi": "से", "te": "నుండి"}
 
 def _range(m: re.Match[str], ctx: Context) -> str:
     a, b = group(m, "rng", "a"), group(m, "rng", "b")
-    if len(a) == 4 and len(b) in (2, 4) and 1100 <= int(a) <= 2099 and (
-            len(b) == 2 or 1100 <= int(b) <= 2099):
+    if a.isdigit() and b.isdigit() and len(a) == 4 and len(b) in (2, 4) \
+            and 1100 <= int(a) <= 2099 and (len(b) == 2 or 1100 <= int(b) <= 2099):
         first = numbers.year(int(a), ctx.lang)
         second = numbers.year(int(b), ctx.lang) if len(b) == 4 else _year(b, ctx.lang)
     else:

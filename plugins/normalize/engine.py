@@ -20,12 +20,12 @@ log = logging.getLogger("veena.normalize")
 
 RULES: tuple[Rule, ...] = (
     web.EMAIL, web.URL, phones.PHONE, dates.NUMERIC_DATE, dates.TIME, dates.NAMED_DATE,
-    currency.CURRENCY, units.UNIT, numerals.DIMENSIONS, numerals.FRACTION, dates.RANGE,
+    currency.CURRENCY, units.UNIT, units.DIMENSIONS, numerals.FRACTION, dates.RANGE,
     numerals.ORDINAL, numerals.DECADE, numerals.PLAIN, abbreviations.ABBREVIATION,
     symbols.SYMBOL, numerals.DIGITS,
 )
 _BY_NAME = {r.name: r for r in RULES}
-FIRST_CHARS = "0-9+\\-−₹$€£@&=%°©#~*_`^™®|½¼¾⅓⅔.:–—RIUEGJFMASOND\u0930\u0C30"
+FIRST_CHARS = "0-9+\\-−₹$€£@&=%°©#~*_`^™®|<>½¼¾⅓⅔.:–—RIUEGJFMASOND\u0930\u0C30"
 """Every character a rule's match can start with (digits, symbols, the period and colon that
 anchor abbreviations, domains and URLs, the capitals of currency codes and English months,
 र and ర of रु and రూ). The alternation is prefixed with a lookahead on this set, which lets the
@@ -34,11 +34,11 @@ and ~200 ms for 50,000 characters."""
 PATTERN = re.compile(unicodedata.normalize(
     "NFC", f"(?=[{FIRST_CHARS}])(?:" + "|".join(
         f"(?P<{r.name}>{f'(?={r.guard})' if r.guard else ''}(?:{r.pattern}))" for r in RULES) + ")"))
-_MAY_MATCH = re.compile(r"[0-9@&+=%°©#~*_`^™®|½¼¾⅓⅔]|\.\S|://| [-–—] ")
-"""Text without any of these has nothing for the rules (the common case for prose)."""
 
+_JOINERS = frozenset(".@:/-_+'")
+"""Characters that glue a rewrite to its neighbour into something another rule may read."""
 _SEGMENT_END = re.compile(r"[.?!]+(?=\s|$)|[।॥\n]")
-_SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.?!;:।॥)\]}”’…])")
+_SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.?!;:।॥)\]}”’…](?![A-Za-z0-9]))")
 _SPACE_RUN = re.compile(r"[^\S\n]{2,}")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
 
@@ -63,7 +63,12 @@ class Engine:
         if not text:
             return text
         text, found = tags.protect(text, self.keep_unknown)
-        text = self.rewrite(text, hint)
+        for _ in range(3):  # "0Dr." -> "zero Dr." -> "zero Doctor": a space put between glued
+            if "  " in text:
+                text = _SPACE_RUN.sub(" ", text)
+            text, padded = self.rewrite(text, hint)  # words can open a new match
+            if not padded:
+                break
         if "  " in text:
             text = _SPACE_RUN.sub(" ", text)
         text = _SPACE_BEFORE_PUNCT.sub("", text)
@@ -73,14 +78,16 @@ class Engine:
         # sources are kept NFC; a test checks).
         return tags.restore(text.strip(), found)
 
-    def rewrite(self, text: str, hint: str | None) -> str:
-        """Every rule applied left to right; each match spoken in its sentence's language."""
-        if not _MAY_MATCH.search(text):
-            return text
+    def rewrite(self, text: str, hint: str | None) -> tuple[str, bool]:
+        """Every rule applied left to right; each match spoken in its sentence's language.
+
+        Returns the text and whether a space had to be put between a rewrite and a word glued
+        to it (then another pass may find more)."""
         langs = _Languages(text, hint, self.default_language)
         contexts = self.contexts
         out: list[str] = []
         last = 0
+        padded = False
         for m in PATTERN.finditer(text):
             s, e = m.span()
             rule = _BY_NAME[m.lastgroup]
@@ -96,13 +103,20 @@ class Engine:
                 spoken, s = spoken
             if spoken and s > 0 and _needs_space(text[s - 1]) and spoken[0] != " ":
                 spoken = " " + spoken
+                padded = True
             if spoken and e < len(text) and _needs_space(text[e]) and spoken[-1] != " ":
                 spoken += " "
+                padded = True
+            if not padded and (e < len(text) and (text[e] in _JOINERS or spoken[-1:] == " "
+                                                  and not text[e].isspace())
+                               or s > 0 and (text[s - 1] in _JOINERS or spoken[:1] == " "
+                                             and not text[s - 1].isspace())):
+                padded = True  # "0Rs.ai" -> "zero rupees.ai": now a domain; look again
             out.append(text[last:s])
             out.append(spoken)
             last = e
         out.append(text[last:])
-        return "".join(out)
+        return "".join(out), padded
 
 
 class _Languages:

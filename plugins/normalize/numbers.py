@@ -195,6 +195,8 @@ def decimal(int_part: str, frac: str, lang: str, indian: bool = True) -> str:
 
 def with_half(n: int, lang: str) -> str:
     """``n.5`` as a native speaker says it before a scale word (ढाई लाख, రెండున్నర లక్షలు)."""
+    if n == 0:
+        return {"hi": "आधा", "te": "అర", "en": "zero point five"}[lang]
     if lang == "hi":
         return HALF_HI.get(n) or f"साढ़े {_hi(n)}"
     if lang == "te":
@@ -204,7 +206,8 @@ def with_half(n: int, lang: str) -> str:
 
 def year(n: int, lang: str) -> str:
     """A year as it is read: nineteen forty-seven, उन्नीस सौ सैंतालीस, two thousand five."""
-    if not 1000 <= n <= 9999 or (2000 <= n <= 2009) or n % 1000 == 0:
+    if not 1000 <= n <= 9999 or (2000 <= n <= 2009) or n % 1000 == 0 \
+            or n >= 2000 and lang != "en":  # दो हज़ार चौबीस, రెండు వేల ఇరవై నాలుగు
         return cardinal(n, lang)
     hi_part, lo = divmod(n, 100)
     if lang == "hi":
@@ -228,6 +231,11 @@ def te_attributive(words: str) -> str:
         if words.endswith(end):
             return words[: -len(end)] + joined
     return words
+
+
+def te_scale_attributive(words: str) -> str:
+    """Only the scale words change before a noun: రెండు వందలు -> రెండు వందల (మంది)."""
+    return words if words.endswith("ఒకటి") else te_attributive(words)
 
 
 def before_noun(words: str, lang: str) -> str:

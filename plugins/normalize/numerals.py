@@ -7,6 +7,7 @@ import re
 
 from veena.plugins.normalize import numbers
 from veena.plugins.normalize.rules import Context, Rule, group, text_after, word_before
+from veena.plugins.normalize.web import TLDS
 
 AMOUNT = r"(?:\d{1,3}(?:,\d{2})+,\d{3}|\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])"
 """A number as written: 2,50,000 (Indian) / 250,000 (Western) / 250000, optional decimals."""
@@ -51,7 +52,7 @@ def number_words(raw: str, lang: str, indian_default: bool = False) -> str:
 # --- years -----------------------------------------------------------------------------------
 
 _YEAR_CUES_BEFORE = {"in", "since", "of", "by", "from", "until", "till", "year", "during",
-                     "before", "after", "circa", "around", "early", "late", "mid", "the", "and",
+                     "before", "after", "circa", "around", "early", "late", "mid", "the", "and", "©",
                      "सन्", "सन", "साल", "वर्ष", "ईस्वी", "संवत", "సంవత్సరం", "సం."}
 _YEAR_CUES_AFTER = re.compile(r"^(?:\s?(?:AD|BC|CE|BCE|A\.D\.|B\.C\.)\b|\s?(?:में|तक|ई\.|ईस्वी)"
                               r"(?![\u0900-\u097F])|(?:లో|నుండి|నుంచి|వరకు)|\s(?:సంవత్సరం|లో))")
@@ -72,12 +73,26 @@ def _plain(m: re.Match[str], ctx: Context) -> str:
         words = numbers.year(int(raw), ctx.lang)
     else:
         words = number_words(raw, ctx.lang)
+        if ctx.lang == "te" and (nxt := _TE_NEXT_WORD.match(m.string, m.end())) \
+                and nxt.group(1) not in TE_NOT_NOUNS:
+            words = numbers.te_scale_attributive(words)
     return f"{numbers.MINUS[ctx.lang]} {words}" if sign else words
+
+
+_TE_NEXT_WORD = re.compile(r" ([\u0C00-\u0C7F]+)")
+TE_NOT_NOUNS = frozenset(
+    "ఉంది ఉన్నాయి ఉన్నారు ఉన్నది ఉండేది అయింది అయ్యింది అవుతుంది అయ్యాయి మాత్రమే కంటే "
+    "వరకు నుండి నుంచి లో కి కు తో అని కూడా".split())
+"""Words after a number that are not what it counts (verbs, postpositions): the number keeps
+its standalone form (మొత్తం రెండు వందలు ఉన్నాయి)."""
 
 
 SIGNED = r"(?:(?<![\w)\]])(?P<{0}_sign>[-−])|(?<![\w.,\-]))"
 """A number's start, with an optional minus sign: ``SIGNED.format(rule_name)``."""
-PLAIN = Rule("num", rf"{SIGNED.format('num')}(?P<num_amt>{AMOUNT})", _plain)
+NOT_ADDRESS = rf"(?![\w.+-]*@[A-Za-z0-9-]+\.[A-Za-z0-9])(?![\w-]*\.(?:{TLDS})(?![\w@-]))"
+"""Digits that belong to an e-mail address or a domain (user123@x.in, 99acres.com) are left to
+the address rules, which read them with the rest."""
+PLAIN = Rule("num", rf"{SIGNED.format('num')}(?P<num_amt>{AMOUNT}){NOT_ADDRESS}", _plain)
 
 _HI_ORD_FORM = {"ा": "m", "ाँ": "m", "ां": "m", "ी": "f", "ीं": "f", "े": "o", "ें": "o"}
 
@@ -123,7 +138,7 @@ def _fraction(m: re.Match[str], ctx: Context) -> str:
 
 FRACTION = Rule("frac", rf"(?:{START}(?P<frac_whole>\d+) ?)?(?:(?P<frac_v>[½¼¾⅓⅔])|{START}"
                         r"(?P<frac_a>\d{1,2})/(?P<frac_b>\d{1,2})(?![\d/]))", _fraction,
-                guard=r"[½¼¾⅓⅔]|\d+ ?[½¼¾⅓⅔]|\d{1,2}/\d")
+                guard=r"[½¼¾⅓⅔]|\d+ ?[½¼¾⅓⅔]|\d{1,2}/\d|\d+ \d{1,2}/\d")
 
 
 def _decade(m: re.Match[str], ctx: Context) -> str:
@@ -136,16 +151,6 @@ DECADE = Rule("dec", rf"{START}(?P<dec_n>1[0-9]{{2}}0|20[0-9]0|[1-9]0)'?s(?![A-Z
               guard=r"\d+'?s")
 
 
-def _times(m: re.Match[str], ctx: Context) -> str:
-    by = {"en": "by", "hi": "बाई", "te": "బై"}[ctx.lang]
-    return (f"{number_words(group(m, 'dim', 'a'), ctx.lang)} {by} "
-            f"{number_words(group(m, 'dim', 'b'), ctx.lang)}")
-
-
-DIMENSIONS = Rule("dim", rf"{START}(?P<dim_a>\d+(?:\.\d+)?) ?[x×] ?(?P<dim_b>\d+(?:\.\d+)?)(?![\w])",
-                  _times, guard=r"[\d.]+ ?[x×] ?\d")
-
-
 def _digits_left(m: re.Match[str], ctx: Context) -> str:
     head, *rest = group(m, "dig", "n").split(".")
     words = [number_words(head, ctx.lang)] + [
@@ -153,5 +158,5 @@ def _digits_left(m: re.Match[str], ctx: Context) -> str:
     return " ".join(words)
 
 
-DIGITS = Rule("dig", r"(?P<dig_n>\d+(?:\.\d+)*)", _digits_left)
+DIGITS = Rule("dig", rf"(?P<dig_n>\d+(?:\.\d+)*){NOT_ADDRESS}", _digits_left)
 """Digits no other rule took (MP3, COVID-19, A4): read as a number."""

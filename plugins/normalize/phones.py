@@ -14,11 +14,9 @@ PLUS = {"en": "plus", "hi": "प्लस", "te": "ప్లస్"}
 def _speak(m: re.Match[str], ctx: Context) -> str:
     raw = m.group()
     groups = re.findall(r"\d+", raw)
-    if len(groups) == 1 and len(groups[0]) == 10:
-        groups = [groups[0][:5], groups[0][5:]]
-    elif raw.startswith("+") and len(groups) == 1 and len(groups[0]) > 10:
-        head = groups[0][:-10]
-        groups = [head, groups[0][-10:-5], groups[0][-5:]]
+    if raw.startswith("+") and len(groups) == 1 and len(groups[0]) > 10:
+        groups = [groups[0][:-10], groups[0][-10:]]
+    groups = [part for g in groups for part in ((g[:5], g[5:]) if len(g) == 10 else (g,))]
     words = ", ".join(numbers.digits(g, ctx.lang) for g in groups)
     return f"{PLUS[ctx.lang]} {words}" if raw.startswith("+") else words
 

@@ -35,7 +35,7 @@ def language_hint(value: str | None) -> str | None:
 
 def _drop_char(ch: str) -> str:
     cat = unicodedata.category(ch)
-    if cat == "Cc":
+    if cat == "Cc" or ch == "\u200b":  # zero-width space separates words
         return "\n" if ch in "\n\r\x0b\x0c\x1c\x1d\x1e\x85" else " "
     return ""  # Cf (ZWJ, soft hyphen, bidi marks), Cs (lone surrogates), Co, Cn
 
@@ -114,6 +114,9 @@ _TELUGU_CHAR = re.compile("[\u0C00-\u0C65\u0C70-\u0C7F]")
 _LATIN_CHAR = re.compile("[A-Za-z\u00C0-\u024F]")
 
 
+_ADDRESS = re.compile(r"[\w.+-]*[A-Za-z0-9][@.][A-Za-z][\w.@/+-]*")
+
+
 def _has_latin_word(text: str) -> bool:
     return any(w.lower() not in NOT_WORDS for w in _LATIN_WORD.findall(text))
 
@@ -127,8 +130,8 @@ def language_of(text: str) -> str | None:
     dev = _DEVANAGARI_CHAR.search(text) is not None
     tel = _TELUGU_CHAR.search(text) is not None
     lat = _LATIN_CHAR.search(text) is not None
-    if dev + tel + lat > 1:
-        return dominant(word_counts(text))
+    if dev + tel + lat > 1:  # mixed: count words, not counting addresses (www.veena.ai)
+        return dominant(word_counts(_ADDRESS.sub(" ", text) if "." in text else text))
     if lat:
         return "en" if _has_latin_word(text) else None
     return "hi" if dev else "te" if tel else None

@@ -1,4 +1,4 @@
-"""Symbols left after the other rules: & @ + = % # ~ ° © and markdown marks (* _ ` |)."""
+"""Symbols left after the other rules: & @ + = % # ~ ° © and markdown marks (* _ ` | < >)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ WORDS = {
     "~": {"en": "about", "hi": "लगभग", "te": "సుమారు"},
 }
 _BEFORE_NUMBER = {"#", "~"}
-_SILENT = {"*": "", "_": " ", "`": "", "^": " ", "™": "", "®": "", "#": "", "~": " "}
+_SILENT = {"*": "", "_": " ", "`": "", "^": " ", "™": "", "®": "", "#": "", "~": " ",
+           "<": " ", ">": " "}
+"""``<`` and ``>`` left after the tags were taken out are stray markup: dropped."""
 
 
 def _speak(m: re.Match[str], ctx: Context) -> str:
     sym = m.group("sym_s")
     if sym is None:  # a spaced dash between words: a pause
-        return ", "
+        return ","
     if sym == "|":
         return "।" if ctx.lang != "en" else ","
     if sym in _BEFORE_NUMBER and m.group("sym_n") is None:
@@ -34,5 +36,5 @@ def _speak(m: re.Match[str], ctx: Context) -> str:
     return _SILENT[sym]
 
 
-SYMBOL = Rule("sym", r"(?P<sym_s>[&@+=%°©#~*_`^™®|])(?P<sym_n>(?=\d))?|(?<=\S) (?:[-–—]|--) (?=\S)",
-              _speak)
+SYMBOL = Rule("sym", r"(?P<sym_s>[&@+=%°©#~*_`^™®|<>])(?P<sym_n>(?=\d))?"
+                     r"|(?:[-–—]|--)(?<=\S [-–—])(?= \S)|--(?<=\S --)(?= \S)", _speak)

@@ -7,7 +7,7 @@ import unicodedata
 
 from veena.plugins.normalize import numbers
 from veena.plugins.normalize.numerals import AMOUNT, SIGNED, Amount, number_words
-from veena.plugins.normalize.rules import Context, Rule, group
+from veena.plugins.normalize.rules import Context, Rule, group, word_before
 
 # symbol -> (English singular, English plural, Hindi, Telugu singular, Telugu plural)
 UNITS: dict[str, tuple[str, str, str, str, str]] = {
@@ -74,9 +74,11 @@ _UNIT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 _RANGE_TO = {"en": "to", "hi": "से", "te": "నుండి"}
 
 
-def unit_words(unit: str, amount: Amount, lang: str) -> str:
+def unit_words(unit: str, amount: Amount, lang: str, attributive: bool = False) -> str:
+    """The unit's name after ``amount``; ``attributive`` (English "a 64 GB phone") keeps it
+    singular."""
     en1, en2, hi, te1, te2 = UNITS[unit]
-    one = amount.value == 1 and not amount.frac
+    one = amount.value == 1 and not amount.frac or attributive and lang == "en"
     if lang == "hi":
         return "घंटा" if unit in ("hr", "hrs", "h") and one else hi
     if lang == "te":
@@ -88,13 +90,17 @@ def _speak(m: re.Match[str], ctx: Context) -> str:
     unit = group(m, "unit", "u")
     unit = unit if unit in UNITS else "sq ft"  # the only spelling variant: sq. ft, sq  ft
     amount = Amount(group(m, "unit", "amt"))
-    words = numbers.before_noun(number_words(amount.raw, ctx.lang), ctx.lang)
+    if amount.frac == "5" and ctx.lang != "en" and amount.grouping is None:
+        words = numbers.with_half(amount.value, ctx.lang)  # ढाई किलो, రెండున్నర కిలోలు
+    else:
+        words = numbers.before_noun(number_words(amount.raw, ctx.lang), ctx.lang)
     if group(m, "unit", "sign"):
         words = f"{numbers.MINUS[ctx.lang]} {words}"
     low = group(m, "unit", "from")
     if low:
         words = f"{number_words(low, ctx.lang)} {_RANGE_TO[ctx.lang]} {words}"
-    return f"{words} {unit_words(unit, amount, ctx.lang)}"
+    attributive = word_before(m) in ("a", "an")
+    return f"{words} {unit_words(unit, amount, ctx.lang, attributive)}"
 
 
 UNIT = Rule(
@@ -102,3 +108,21 @@ UNIT = Rule(
     rf"{SIGNED.format('unit')}(?:(?P<unit_from>{AMOUNT})\s?[-–]\s?)?"
     rf"(?P<unit_amt>{AMOUNT}) ?(?P<unit_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF])",
     _speak, guard='[-−]?[\\d,.]+(?:\\s?[-–]\\s?[\\d,.]+)? ?[A-Za-z%°℃क]')
+
+
+def _dimensions(m: re.Match[str], ctx: Context) -> str:
+    by = {"en": "by", "hi": "बाई", "te": "బై"}[ctx.lang]
+    out = (f"{number_words(group(m, 'dim', 'a'), ctx.lang)} {by} "
+           f"{number_words(group(m, 'dim', 'b'), ctx.lang)}")
+    unit = group(m, "dim", "u")
+    if unit:
+        unit = unit if unit in UNITS else "sq ft"
+        out += " " + unit_words(unit, Amount(group(m, "dim", "b")), ctx.lang)
+    return out
+
+
+DIMENSIONS = Rule(
+    "dim",
+    rf"(?<![\w.,\-])(?P<dim_a>\d+(?:\.\d+)?) ?[x×] ?(?P<dim_b>\d+(?:\.\d+)?)"
+    rf"(?: ?(?P<dim_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF]))?(?![\w])",
+    _dimensions, guard=r"[\d.]+ ?[x×] ?\d")

@@ -26,9 +26,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.max_chars < 20:
-            raise ValueError("`plugins.chunk.max_chars` must be at least 20")
+            raise ValueError("`max_chars` must be at least 20")
         if not 0 <= self.min_chars <= self.max_chars:
-            raise ValueError("`plugins.chunk.min_chars` must be between 0 and `max_chars`")
+            raise ValueError("`min_chars` must be between 0 and `max_chars`")
 
 
 @hookimpl

@@ -2,7 +2,8 @@
 
 1. Sentence ends: ``.`` ``?`` ``!`` ellipses, ``।`` ``॥`` and line breaks, with any closing quotes
    and brackets after them. A period after an abbreviation (Dr., e.g., डॉ.) or an initial
-   (A. P. J.) is no end, and neither is a ``.?!…`` followed by a lower-case word.
+   (A. P. J.) is no end, and neither is an ellipsis or a quoted ``?``/``!`` followed by a
+   lower-case word ("Wait... what", "Really?" she asked).
 2. A sentence that is only emotion tags joins the next sentence (or the last one at the end),
    so a tag stays with the words it colours.
 3. A sentence longer than ``max_chars`` is cut at the last clause mark (, ; : – —) that fits,
@@ -21,6 +22,7 @@ from veena.plugins.normalize.abbreviations import NO_BREAK
 
 _END = re.compile(r"(?:\.{2,}|…+|[.?!]+)[\"'”’»)\]}]*(?=\s|$)|[।॥]+[\"'”’»)\]}]*|\n")
 _LEADING = "\"'“‘«([{"
+_CLOSERS = "\"'”’»)]}"
 _TAG = re.compile(r"<[^<>\s]{1,40}>")
 _TAG_ONLY = re.compile(r"(?:\s*<[^<>\s]{1,40}>)+\s*[.?!।॥…]*")
 _CLAUSE = re.compile(r"[,;:–—،](?=\s)|\s[-–—](?=\s)")
@@ -31,8 +33,9 @@ def _is_end(text: str, m: re.Match[str]) -> bool:
     mark = m.group()
     if mark == "\n" or mark[0] in "।॥":
         return True
-    if _LOWER_NEXT.match(text, m.end()):
-        return False  # "e.g. this", "Really?" she asked, "Wait... what"
+    if (mark[0] == "…" or mark.startswith("..") or mark[-1] in _CLOSERS) \
+            and _LOWER_NEXT.match(text, m.end()):
+        return False  # "Wait... what", "Really?" she asked
     if mark[0] == "." and not mark.startswith(".."):
         start = text.rfind(" ", 0, m.start()) + 1
         word = text[start:m.start()].lstrip(_LEADING)

@@ -71,6 +71,10 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
 def _explain(exc: msgspec.ValidationError, where: str) -> ConfigError:
     # msgspec names the path as "at `$.server.port`"; turn it into a dotted TOML key.
     msg = str(exc).replace("`$.", f"`{where}").replace("`$`", f"`{where.rstrip('.') or 'top level'}`")
+    if where and "`$" not in str(exc):
+        # msgspec names no path for an error at the top of the struct (an unknown key there,
+        # a __post_init__ check): say which table it is in.
+        msg += f" (in `{where.rstrip('.')}`)"
     return ConfigError(f"invalid configuration: {msg}")
 
 

@@ -166,4 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m veena.platform.cli``: delegate to the imported module, whose COMMANDS
+    # registry is the one the modules in veena.platform.commands register into.
+    from veena.platform.cli import main as _main
+
+    sys.exit(_main())

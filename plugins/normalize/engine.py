@@ -43,6 +43,15 @@ _SPACE_RUN = re.compile(r"[^\S\n]{2,}")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
 
 
+def _joins(text: str, i: int, beyond: int) -> bool:
+    """Whether ``text[i]`` glues a rewrite to more text (a period only when a letter or digit
+    follows it: "₹5." ends a sentence, "0.ai" is a domain)."""
+    ch = text[i]
+    if ch == ".":
+        return 0 <= beyond < len(text) and text[beyond].isalnum()
+    return ch in _JOINERS
+
+
 def _needs_space(ch: str) -> bool:
     return ch.isalnum() and not script.is_indic(ch) or ch == tags.PLACEHOLDER
 
@@ -107,9 +116,9 @@ class Engine:
             if spoken and e < len(text) and _needs_space(text[e]) and spoken[-1] != " ":
                 spoken += " "
                 padded = True
-            if not padded and (e < len(text) and (text[e] in _JOINERS or spoken[-1:] == " "
+            if not padded and (e < len(text) and (_joins(text, e, e + 1) or spoken[-1:] == " "
                                                   and not text[e].isspace())
-                               or s > 0 and (text[s - 1] in _JOINERS or spoken[:1] == " "
+                               or s > 0 and (_joins(text, s - 1, s - 2) or spoken[:1] == " "
                                              and not text[s - 1].isspace())):
                 padded = True  # "0Rs.ai" -> "zero rupees.ai": now a domain; look again
             out.append(text[last:s])

@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as ``python -m veena.platform.cli``: delegate to the imported module, whose COMMANDS
-    # registry is the one the modules in veena.platform.commands register into.
+    # Run the canonical module, not this __main__ copy: command modules register into
+    # veena.platform.cli.COMMANDS, which `python -m` would otherwise never look at.
     from veena.platform.cli import main as _main
 
     sys.exit(_main())

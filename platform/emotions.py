@@ -26,7 +26,8 @@ SPELLINGS: dict[str, str] = {
     # laugh
     "laugh": "laugh", "laughs": "laugh", "laughing": "laugh", "laughter": "laugh",
     "laughed": "laugh", "lol": "laugh", "haha": "laugh",
-    "laugh harder": "laugh_harder", "laughs harder": "laugh_harder", "laughing hard": "laugh_harder",
+    "laugh harder": "laugh_harder", "laughs harder": "laugh_harder",
+    "laughing hard": "laugh_harder",
     "laughs hard": "laugh_harder", "laughing harder": "laugh_harder", "big laugh": "laugh_harder",
     "chuckle": "chuckle", "chuckles": "chuckle", "chuckling": "chuckle",
     "giggle": "giggle", "giggles": "giggle", "giggling": "giggle",

@@ -52,7 +52,8 @@ def number_words(raw: str, lang: str, indian_default: bool = False) -> str:
 # --- years -----------------------------------------------------------------------------------
 
 _YEAR_CUES_BEFORE = {"in", "since", "of", "by", "from", "until", "till", "year", "during",
-                     "before", "after", "circa", "around", "early", "late", "mid", "the", "and", "©",
+                     "before", "after", "circa", "around", "early", "late", "mid", "the", "and",
+                     "©",
                      "सन्", "सन", "साल", "वर्ष", "ईस्वी", "संवत", "సంవత్సరం", "సం."}
 _YEAR_CUES_AFTER = re.compile(r"^(?:\s?(?:AD|BC|CE|BCE|A\.D\.|B\.C\.)\b|\s?(?:में|तक|ई\.|ईस्वी)"
                               r"(?![\u0900-\u097F])|(?:లో|నుండి|నుంచి|వరకు)|\s(?:సంవత్సరం|లో))")

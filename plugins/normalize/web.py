@@ -11,7 +11,8 @@ from veena.plugins.normalize.rules import Context, Rule
 
 WORDS = {
     "en": {".": "dot", "@": "at", "/": "slash", "-": "dash", "_": "underscore", ":": "colon",
-           "?": "question mark", "=": "equals", "&": "and", "#": "hash", "+": "plus", "%": "percent",
+           "?": "question mark", "=": "equals", "&": "and", "#": "hash", "+": "plus",
+           "%": "percent",
            "~": "tilde"},
     "hi": {".": "डॉट", "@": "एट", "/": "स्लैश", "-": "डैश", "_": "अंडरस्कोर", ":": "कोलन",
            "?": "क्वेश्चन मार्क", "=": "इक्वल्स", "&": "एंड", "#": "हैश", "+": "प्लस",

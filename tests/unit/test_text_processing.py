@@ -34,7 +34,8 @@ ENGINE = Engine()
 
 def _normalization_cases():
     cases = []
-    for lineno, line in enumerate((DATA / "normalization_cases.tsv").read_text("utf-8").splitlines(), 1):
+    lines = (DATA / "normalization_cases.tsv").read_text("utf-8").splitlines()
+    for lineno, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
             continue
         lang, text, expected = line.split("\t")
@@ -150,8 +151,6 @@ def test_unknown_tags_are_dropped_or_kept_by_config(setting, expected):
 
 def test_tags_are_protected_from_every_other_rule():
     n = TextNormalizer(NormalizeConfig(unknown_tags="keep"))
-    assert n.normalize_for("<laugh_harder> 5 <my_tag_2> & [coughs]") == \
-        "<laugh_harder> five <my_tag_two> and <cough>" or True
     out = n.normalize_for("<laugh_harder> 5 & [coughs] <x_y>")
     assert out == "<laugh_harder> five and <cough> <x_y>"
 

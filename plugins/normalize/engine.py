@@ -40,7 +40,7 @@ _JOINERS = frozenset(".@:/-_+'")
 _SEGMENT_END = re.compile(r"[.?!]+(?=\s|$)|[।॥\n]")
 _SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.?!;:।॥)\]}”’…](?![A-Za-z0-9]))")
 _SPACE_RUN = re.compile(r"[^\S\n]{2,}")
-_SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
+_SPACE_AROUND_NEWLINE = re.compile(r" *\n[\n ]*")
 
 
 def _joins(text: str, i: int, beyond: int) -> bool:

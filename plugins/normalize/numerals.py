@@ -4,6 +4,7 @@ ordinals (1st, 21वीं, 5వ), fractions, decades, long digit strings, and y
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from veena.plugins.normalize import numbers
 from veena.plugins.normalize.rules import Context, Rule, group, text_after, word_before
@@ -72,6 +73,9 @@ def _plain(m: re.Match[str], ctx: Context) -> str:
     if sign is None and "," not in raw and "." not in raw and len(raw) == 4 \
             and looks_like_year(m, int(raw)):
         words = numbers.year(int(raw), ctx.lang)
+    elif ctx.lang != "en" and raw.endswith(".5") and "," not in raw \
+            and _SCALE_NEXT.match(m.string, m.end()):
+        words = numbers.with_half(int(raw[:-2] or 0), ctx.lang)  # 1.5 लाख -> डेढ़ लाख
     else:
         words = number_words(raw, ctx.lang)
         if ctx.lang == "te" and (nxt := _TE_NEXT_WORD.match(m.string, m.end())) \
@@ -81,6 +85,8 @@ def _plain(m: re.Match[str], ctx: Context) -> str:
 
 
 _TE_NEXT_WORD = re.compile(r" ([\u0C00-\u0C7F]+)")
+_SCALE_NEXT = re.compile(unicodedata.normalize(
+    "NFC", r" ?(?:हज़ार|लाख|करोड़|వేల|వేలు|లక్ష|లక్షల|లక్షలు|కోటి|కోట్ల|కోట్లు)(?![\u0900-\u0DFF])"))
 TE_NOT_NOUNS = frozenset(
     "ఉంది ఉన్నాయి ఉన్నారు ఉన్నది ఉండేది అయింది అయ్యింది అవుతుంది అయ్యాయి మాత్రమే కంటే "
     "వరకు నుండి నుంచి లో కి కు తో అని కూడా".split())

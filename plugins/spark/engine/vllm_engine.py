@@ -127,6 +127,13 @@ class VllmTokenStream:
         self.finish_reason = self.finish_reason or FinishReason.ABORTED
         self._pending.clear()
         if self._rid in self._engine._active:  # the abort itself is async: schedule it
-            task = asyncio.get_running_loop().create_task(self._engine._abort(self._rid))
-            task.add_done_callback(lambda t: t.exception() and log.error(
-                "vllm abort failed: %r", t.exception()))
+            try:
+                task = asyncio.get_running_loop().create_task(self._engine._abort(self._rid))
+            except RuntimeError:  # no running loop (interpreter shutdown): nothing to free
+                return
+            task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("vllm abort failed: %r", task.exception())

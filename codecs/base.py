@@ -29,5 +29,8 @@ class Codec(Protocol):
     default_sample_rate: int | None
     """None: keep the voice's native rate when it is allowed."""
 
+    def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
+        """Raises ValueError, naming the valid range, for a bitrate this format cannot use."""
+
     def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> Encoder:
         """A fresh encoder writing ``sample_rate`` Hz mono output."""

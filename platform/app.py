@@ -21,6 +21,7 @@ from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, new_request_id
 from veena.platform.plugins import build_runtime
 from veena.platform.runtime import RequestInfo, Runtime
+from veena.platform.telemetry import TelemetryMiddleware
 from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, SpeechRequest,
                                     VoiceInfo)
 
@@ -51,6 +52,7 @@ async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
         client_host=request.client.host if request.client else None))
     event("tts.auth_validated", key_id=principal.key_id if principal else None, ms=ms(t))
     job = pipeline.prepare(data, rid, principal)
+    request.scope["state"].update(voice=job.speaker.name, format=job.output.codec)
     codec = pipeline.runtime.codec(job.output.codec)
     audio = pipeline.audio(job)
     if not job.stream:
@@ -113,6 +115,12 @@ async def formats(request: Request) -> list[FormatInfo]:
                        c.default_sample_rate) for c in sorted(rt.codecs, key=lambda c: c.name)]
 
 
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response[bytes]:
+    body = _pipeline(request).runtime.telemetry.prometheus()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 def _error_response(request: Request, error: VeenaError) -> Response[Any]:
     rid = _request_id(request)
     event("tts.error", request_id=rid, code=error.code, status=error.status)
@@ -150,6 +158,8 @@ def create_app(config: VeenaConfig | None = None, *,
     """
     runtime = build_runtime(config or load_config(), extra=plugins)
     pipeline = Pipeline(runtime)
+    handlers = [generate, openai_speech, health, voices, formats, metrics]
+    routes = frozenset(p for h in handlers for p in h.paths)
 
     async def startup(app: Litestar) -> None:
         await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
@@ -157,9 +167,11 @@ def create_app(config: VeenaConfig | None = None, *,
     async def shutdown(app: Litestar) -> None:
         await pipeline.drain()
         await await_all(reversed(runtime.pm.hook.veena_shutdown(runtime=runtime)))
+        runtime.telemetry.shutdown()
 
     app = Litestar(
-        route_handlers=[generate, openai_speech, health, voices, formats],
+        route_handlers=handlers,
+        middleware=[lambda app: TelemetryMiddleware(app, runtime.telemetry, routes)],
         on_startup=[startup], on_shutdown=[shutdown],
         exception_handlers={VeenaError: _on_veena_error, ValidationException: _on_validation,
                             HTTPException: _on_http, Exception: _on_crash},

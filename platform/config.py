@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -44,6 +44,16 @@ class StagesConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Normalizers to run, in order; empty = every registered one, by name."""
 
 
+class TelemetryConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[telemetry]``: where traces go (none by default) and the service name."""
+
+    traces: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint; default from ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    service_name: str = "veena"
+    log_level: str = "INFO"
+
+
 class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -52,6 +62,7 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     defaults: DefaultsConfig = msgspec.field(default_factory=DefaultsConfig)
     stages: StagesConfig = msgspec.field(default_factory=StagesConfig)
+    telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     plugins: dict[str, dict[str, Any]] = {}
     """Per-plugin tables, ``[plugins.NAME]``, each decoded into that plugin's ``Config`` struct."""
 

@@ -75,6 +75,7 @@ class Job:
     timings: Timings = field(default_factory=Timings)
     audio_seconds: float = 0.0
     bytes_sent: int = 0
+    encode_seconds: float = 0.0
     chunks_delivered: int = 0
     outcome: str = "pending"
     extra_headers: dict[str, str] = field(default_factory=dict)

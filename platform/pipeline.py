@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import uuid
@@ -54,10 +53,11 @@ class Pipeline:
 
     async def admit(self, request: RequestInfo) -> Principal | None:
         """Fan-out authentication: the first Principal wins; a plugin raises to reject."""
-        for result in self.hook.veena_authenticate(request=request, runtime=self.runtime):
-            result = await await_maybe(result)
-            if result is not None:
-                return result
+        with self.runtime.telemetry.span("auth"):
+            for result in self.hook.veena_authenticate(request=request, runtime=self.runtime):
+                result = await await_maybe(result)
+                if result is not None:
+                    return result
         return None
 
     def prepare(self, req: GenerateRequest, request_id: str,
@@ -82,13 +82,16 @@ class Pipeline:
             language=req.language,
             sampling=_sampling(req), principal=principal)
         t = time.perf_counter()
-        job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
+        with rt.telemetry.span("normalize", chars=len(text)):
+            job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
         event("tts.normalization_done", chars_in=len(text), chars_out=len(job.normalized_text or ""),
               normalize=job.normalize, ms=ms(t))
         if not job.normalized_text or not job.normalized_text.strip():
             raise VeenaError("empty_text", "nothing speakable is left after normalization")
         t = time.perf_counter()
-        job.chunks = self.hook.veena_chunk_text(text=job.normalized_text, job=job, runtime=rt)
+        with rt.telemetry.span("chunk") as span:
+            job.chunks = self.hook.veena_chunk_text(text=job.normalized_text, job=job, runtime=rt)
+            span.set_attribute("veena.chunks", len(job.chunks))
         event("tts.chunking_decision", chunks=len(job.chunks), chunking=job.chunking,
               max_chunk_chars=max(map(len, job.chunks)), ms=ms(t))
         return job
@@ -107,7 +110,12 @@ class Pipeline:
             raise VeenaError("unsupported_sample_rate",
                              f"{codec.name} cannot be sent at {rate} Hz", 400,
                              valid=list(codec.sample_rates))
-        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=req.bitrate or bitrate)
+        bitrate = req.bitrate or bitrate
+        try:
+            codec.check_bitrate(rate, bitrate)
+        except ValueError as exc:
+            raise VeenaError("unsupported_bitrate", str(exc), 400) from exc
+        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
 
     async def audio(self, job: Job) -> AsyncIterator[bytes]:
         """Synthesis -> audio processing -> encoding, as one byte stream. Records the request
@@ -120,9 +128,11 @@ class Pipeline:
               format=job.output.codec, sample_rate=job.output.sample_rate, stream=job.stream,
               chunks=len(job.chunks))
         try:
-            pcm = self.hook.veena_synthesize(job=job, runtime=rt)
-            pcm = self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt)
-            encoded = self.hook.veena_encode(stream=_measure(pcm, job), job=job, runtime=rt)
+            tel = rt.telemetry
+            pcm = tel.traced_stream("synthesize", self.hook.veena_synthesize(job=job, runtime=rt))
+            pcm = tel.traced_stream("process", self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt))
+            encoded = tel.traced_stream("encode", self.hook.veena_encode(
+                stream=_measure(pcm, job), job=job, runtime=rt))
             async with aclosing(encoded):
                 async for data in encoded:
                     if job.timings.first_byte is None:
@@ -154,26 +164,37 @@ class Pipeline:
                   total_ms=record.total_ms,
                   rtf=round((job.timings.finished - job.timings.synthesis_started) / job.audio_seconds, 4)
                   if job.audio_seconds else None)
+            self._metrics(job, record)
             self._record(record)
 
+    def _metrics(self, job: Job, record: RequestRecord) -> None:
+        tel, labels = self.runtime.telemetry, {"voice": record.speaker, "format": record.format}
+        if record.ttfb_ms is not None:
+            tel.ttfb.record(record.ttfb_ms / 1000, labels)
+        if job.audio_seconds and job.outcome == "completed":
+            tel.rtf.record((job.timings.finished - job.timings.synthesis_started) / job.audio_seconds,
+                           labels)
+        tel.audio_seconds.add(job.audio_seconds, labels)
+        tel.encode_seconds.record(job.encode_seconds, {"format": record.format})
+
     def _record(self, record: RequestRecord) -> None:
-        results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
-        pending = [r for r in results if inspect.isawaitable(r)]
-        if pending:  # a fresh task: the request's own task may be cancelled already
-            task = asyncio.get_running_loop().create_task(_gather_logged(pending))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        # A fresh task: the request's own task may be cancelled already.
+        task = asyncio.get_running_loop().create_task(self._store(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _store(self, record: RequestRecord) -> None:
+        with self.runtime.telemetry.span("store", outcome=record.outcome):
+            results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
+            for result in await asyncio.gather(*[await_maybe(r) for r in results],
+                                               return_exceptions=True):
+                if isinstance(result, BaseException):
+                    log.error("a request_finished hook failed: %r", result)
 
     async def drain(self) -> None:
         """Waits for request records still being handed to plugins (used at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-
-async def _gather_logged(awaitables: list[Any]) -> None:
-    for result in await asyncio.gather(*awaitables, return_exceptions=True):
-        if isinstance(result, BaseException):
-            log.error("a request_finished hook failed: %r", result)
 
 
 async def _measure(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:

@@ -15,6 +15,7 @@ from veena.platform.config import VeenaConfig, plugin_settings
 from veena.platform.errors import ConfigError
 from veena.platform.registry import DuplicateNameError
 from veena.platform.runtime import Runtime
+from veena.platform.telemetry import Telemetry
 from veena.speakers import SpeakerCatalog
 
 log = logging.getLogger("veena.plugins")
@@ -87,6 +88,7 @@ def build_runtime(config: VeenaConfig, extra: Iterable[tuple[str, object]] = ())
     """Plugin manager, per-plugin config and filled registries; validates stage choices."""
     pm, sources = build_plugin_manager(config, extra)
     runtime = Runtime(config=config, pm=pm, speakers=SpeakerCatalog(),
+                      telemetry=Telemetry(config.telemetry),
                       plugin_configs=_plugin_configs(pm, config), plugin_sources=sources)
     _register(runtime, "veena_register_codecs", _add_codec(runtime))
     _register(runtime, "veena_register_synthesizers", runtime.synthesizers.add)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from veena.codecs.base import Codec
     from veena.platform.config import VeenaConfig
     from veena.platform.synthesis import Synthesizer
+    from veena.platform.telemetry import Telemetry
     from veena.platform.text import Normalizer
     from veena.speakers import SpeakerCatalog
 
@@ -64,6 +65,7 @@ class Runtime:
     config: VeenaConfig
     pm: pluggy.PluginManager
     speakers: SpeakerCatalog
+    telemetry: Telemetry
     codecs: Registry[Codec] = field(default_factory=lambda: Registry("codec"))
     synthesizers: Registry[Synthesizer] = field(default_factory=lambda: Registry("synthesizer"))
     normalizers: Registry[Normalizer] = field(default_factory=lambda: Registry("normalizer"))

@@ -67,4 +67,4 @@ def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) 
 def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[bytes]:
     codec = runtime.codec(job.output.codec)
     encoder = codec.open(job.output.sample_rate, streaming=job.stream, bitrate=job.output.bitrate)
-    return encode_stream(stream, encoder)
+    return encode_stream(stream, encoder, job)

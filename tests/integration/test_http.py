@@ -118,6 +118,7 @@ def test_openai_compatible_route(server):
     ({"text": "hi", "speaker": "nobody"}, "unknown_speaker", "valid"),
     ({"text": "hi", "format": "wma"}, "unsupported_format", "valid"),
     ({"text": "hi", "format": "opus", "sample_rate": 44100}, "unsupported_sample_rate", "valid"),
+    ({"text": "hi", "format": "opus", "bitrate": 400_000}, "unsupported_bitrate", None),
     ({"text": "x" * 50_001}, "text_too_long", "max_chars"),
     ({"text": "   "}, "empty_text", None),
     ({"text": "hi", "colour": "blue"}, "invalid_request", None),

@@ -1,0 +1,138 @@
+"""The eight built-in output formats as ``Codec`` objects (see ``veena.codecs.base``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from veena.codecs.base import Encoder
+from veena.codecs.container import ContainerEncoder, ContainerFormat
+from veena.codecs.raw import RAW_ENCODERS, RawEncoder
+from veena.codecs.wav import WavEncoder
+
+COMMON_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+MPEG_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+G711_RATES = (8000, 16000)
+
+# Speed settings for the 250x-real-time target at 16 kHz. CPU time on the project's shared
+# 2-core VM, speech-like input (docs/benchmarks-codecs.md; runs vary up to 1.7x with load).
+OPUS_COMPLEXITY = 4
+"""libopus complexity 0..10: 10 (its default) ~64x real time, 5 ~190x, 4 ~210-330x."""
+MP3_QUALITY = 7
+"""LAME ``-q`` 0..9 (lower is better): 3 (LAME's default) ~186x, 5 ~217x, 7 ~290-500x. 7 keeps
+the psychoacoustic model but skips noise shaping."""
+AAC_CODER = "fast"
+"""FFmpeg's AAC coder: ``twoloop`` (FFmpeg 9's default) ~45x, ``fast`` ~125-190x, the fastest
+it has; still short of 250x."""
+
+FLAC_BLOCK_SIZES = (192, 256, 512, 576, 1024, 1152, 2048, 2304, 4096, 4608)
+FLAC_STREAM_BLOCK_SECONDS = 0.05
+"""Streaming FLAC uses the largest standard block of at most 50 ms, so a block leaves at most
+50 ms after its first sample arrived (FFmpeg's default is about 105 ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioCodec:
+    """A ``Codec``: metadata plus ``make(sample_rate, streaming, bitrate)`` building encoders."""
+
+    name: str
+    media_type: str
+    aliases: tuple[str, ...]
+    sample_rates: tuple[int, ...]
+    default_sample_rate: int | None
+    make: Callable[[int, bool, int | None], Encoder]
+    container: ContainerFormat | None = None
+
+    def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
+        """ValueError naming the valid range when ``bitrate`` is impossible at this rate."""
+        if self.container is not None:
+            self.container.check_bitrate(self.name, sample_rate, bitrate)
+
+    def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> Encoder:
+        """A fresh encoder; ValueError for a rate not in ``sample_rates`` or a bad bitrate.
+        Formats without a bitrate (wav, pcm, mulaw, alaw, flac) ignore ``bitrate``."""
+        if sample_rate not in self.sample_rates:
+            raise ValueError(f"{self.name} cannot be sent at {sample_rate} Hz; "
+                             f"valid rates: {', '.join(map(str, self.sample_rates))}")
+        return self.make(sample_rate, streaming, bitrate)
+
+
+def _raw(name: str) -> Callable[[int, bool, int | None], Encoder]:
+    return lambda rate, streaming, bitrate: RawEncoder(RAW_ENCODERS[name], rate)
+
+
+def _container(name: str, fmt: ContainerFormat) -> Callable[[int, bool, int | None], Encoder]:
+    def make(rate: int, streaming: bool, bitrate: int | None) -> Encoder:
+        return ContainerEncoder(fmt, rate, streaming=streaming,
+                                bitrate=fmt.check_bitrate(name, rate, bitrate))
+    return make
+
+
+def _flac_options(rate: int, streaming: bool) -> dict[str, str]:
+    if not streaming:
+        return {}
+    limit = rate * FLAC_STREAM_BLOCK_SECONDS
+    return {"frame_size": str(max(b for b in FLAC_BLOCK_SIZES if b <= limit))}
+
+
+def _mp3_bitrates(rate: int) -> tuple[int, int]:
+    """LAME's range per MPEG version: 1 (32-48 kHz), 2 (16-24 kHz), 2.5 (8-12 kHz)."""
+    return (32_000, 320_000) if rate >= 32_000 else (8_000, 160_000 if rate >= 16_000 else 64_000)
+
+
+def _mp3_default_bitrate(rate: int) -> int:
+    return 128_000 if rate >= 32_000 else 64_000 if rate >= 16_000 else 32_000
+
+
+OPUS = ContainerFormat(
+    muxer="ogg", encoder="libopus",
+    # The Ogg muxer otherwise holds about one second of audio per page.
+    streaming_muxer_options={"page_duration": "20000"},
+    # Constrained VBR: below complexity 7 libopus skips its signal analysis and unconstrained VBR
+    # overshoots (measured 39-56 kbit/s for 32k); constrained stays within ~3%.
+    codec_options=lambda rate, streaming: {"compression_level": str(OPUS_COMPLEXITY),
+                                           "vbr": "constrained"},
+    # FFmpeg's libopus wrapper takes 500..256000 bits/s per channel; below 6 kbit/s is unusable.
+    bitrate_range=lambda rate: (6_000, 256_000), default_bitrate=lambda rate: 32_000)
+
+MP3 = ContainerFormat(
+    muxer="mp3", encoder="libmp3lame",
+    # No ID3v2 tag: the body starts with the first MPEG frame (whole files still get the
+    # Xing/LAME frame with the exact length and encoder delay).
+    muxer_options={"id3v2_version": "0"},
+    streaming_muxer_options={"write_xing": "0"},
+    # Without the bit reservoir LAME hands out each frame about one frame sooner.
+    codec_options=lambda rate, streaming: {"compression_level": str(MP3_QUALITY),
+                                           **({"reservoir": "0"} if streaming else {})},
+    bitrate_range=_mp3_bitrates, default_bitrate=_mp3_default_bitrate)
+
+FLAC = ContainerFormat(
+    muxer="flac", encoder="flac",
+    # No 8 KiB PADDING block: the first bytes are the stream header and the first frame.
+    muxer_options={"metadata_header_padding": "0"},
+    codec_options=_flac_options)
+
+AAC = ContainerFormat(
+    muxer="adts", encoder="aac",
+    codec_options=lambda rate, streaming: {"aac_coder": AAC_CODER},
+    # FFmpeg's AAC-LC encoder caps a mono frame at 6144 bits per 1024 samples.
+    bitrate_range=lambda rate: (8_000, 6 * rate),
+    default_bitrate=lambda rate: min(64_000, 6 * rate))
+
+CODECS: tuple[AudioCodec, ...] = (
+    AudioCodec("wav", "audio/wav", ("wave",), COMMON_RATES, None,
+               lambda rate, streaming, bitrate: WavEncoder(rate, streaming=streaming)),
+    # audio/pcm, not audio/L16: L16 (RFC 2586) is big-endian and this is s16le.
+    AudioCodec("pcm", "audio/pcm", ("s16le", "raw"), COMMON_RATES, None, _raw("pcm")),
+    AudioCodec("mulaw", "audio/basic", ("ulaw", "g711_ulaw", "pcm_mulaw"), G711_RATES, 8000,
+               _raw("mulaw")),
+    AudioCodec("alaw", "audio/x-alaw-basic", ("g711_alaw", "pcm_alaw"), G711_RATES, 8000,
+               _raw("alaw")),
+    AudioCodec("opus", "audio/ogg; codecs=opus", ("ogg", "ogg_opus"), OPUS_RATES, None,
+               _container("opus", OPUS), OPUS),
+    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3), MP3),
+    AudioCodec("flac", "audio/flac", (), COMMON_RATES, None, _container("flac", FLAC), FLAC),
+    AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC), AAC),
+)
+"""Every built-in codec, registered by the ``codecs`` plugin."""

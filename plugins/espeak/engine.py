@@ -1,0 +1,294 @@
+"""The threaded eSpeak NG engine: fair scheduling of many requests over a few library copies.
+
+Each request (``EngineStream``) is a queue of small work items (a clause or a sentence). One
+worker thread per library copy takes one item at a time:
+
+- requests that have produced no audio yet go first (time to first byte), then the others
+  round-robin, one item per turn, so a long request never holds the engine for long;
+- a request has at most one item in synthesis, so its audio stays in order;
+- each eSpeak NG callback buffer goes to the request's event loop at once
+  (``call_soon_threadsafe``); a cancelled request aborts at the next callback (return 1);
+- a request more than ``max_ahead_s`` of audio ahead of its consumer is parked until the
+  consumer catches up, so a slow client never makes audio pile up in memory.
+
+Nothing here blocks an event loop: the loop side only appends to deques and takes a lock that
+workers hold for a few deque operations, never during synthesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from veena.plugins.espeak.library import EspeakLibrary, acquire_libraries, has_variant, release_libraries
+
+log = logging.getLogger("veena.espeak")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One piece of text of chunk ``chunk``, read with ``voice``."""
+
+    chunk: int
+    text: str
+    voice: str
+
+
+class End:
+    """Marks the end of a request's audio."""
+
+
+END = End()
+
+
+class Channel:
+    """What a worker sends a request's consumer, on the consumer's event loop: audio blocks
+    ``(chunk, samples)``, then ``END`` or an exception. The consumer may peek at the next one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, message: Any) -> None:  # on the loop thread
+        self.items.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        while not self.items:
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
+class EngineStream:
+    """One request's state, shared by its consumer (event loop) and the workers."""
+
+    def __init__(self, items: list[WorkItem], rate: int, pitch: int,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.items = deque(items)
+        self.rate = rate
+        self.pitch = pitch
+        self.channel = Channel(loop)
+        self.loop = loop
+        self.cancelled = False
+        self.in_flight = False
+        self.started = False  # produced audio already
+        self.parked = False
+        self.produced = 0  # samples sent (worker thread)
+        self.consumed = 0  # samples taken (event loop)
+
+    def send(self, message: Any) -> bool:
+        """Hands ``message`` to the consumer's loop; False when that loop is gone."""
+        try:
+            self.loop.call_soon_threadsafe(self.channel.put, message)
+            return True
+        except RuntimeError:  # loop closed: nobody is listening any more
+            self.cancelled = True
+            return False
+
+
+class EspeakEngine:
+    """``engines`` private eSpeak NG copies, each driven by one worker thread."""
+
+    def __init__(self, engines: int = 1, buffer_ms: int = 100, max_ahead_s: float = 20.0) -> None:
+        self._libs = acquire_libraries(engines, buffer_ms)
+        self.sample_rate = self._libs[0].sample_rate
+        self.max_ahead = int(max_ahead_s * self.sample_rate)
+        self._cond = threading.Condition()
+        self._fresh: deque[EngineStream] = deque()  # no audio yet: served first
+        self._running: deque[EngineStream] = deque()  # round-robin, one item a turn
+        self._streams: set[EngineStream] = set()
+        self._voices: dict[str, bool] = {}
+        self._closed = False
+        self.items_done = 0
+        """Work items synthesized to the end."""
+        self.items_aborted = 0
+        """Work items cut short because their request went away (the callback returned 1)."""
+        self._threads = [threading.Thread(target=self._work, args=(lib,), daemon=True,
+                                          name=f"veena-espeak-{i}")
+                         for i, lib in enumerate(self._libs)]
+        for t in self._threads:
+            t.start()
+
+    # --- observation -------------------------------------------------------------------------
+
+    @property
+    def engines(self) -> int:
+        return len(self._libs)
+
+    @property
+    def active_jobs(self) -> int:
+        """Requests still holding the engine: queued, parked or in synthesis. A cancelled
+        request leaves only once its synthesis has actually stopped."""
+        with self._cond:
+            return len(self._streams)
+
+    @property
+    def queued_items(self) -> int:
+        with self._cond:
+            return sum(len(s.items) for s in self._streams)
+
+    @property
+    def alive_threads(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    # --- the consumer side (event loop) -------------------------------------------------------
+
+    def open(self, items: list[WorkItem], rate: int, pitch: int,
+             loop: asyncio.AbstractEventLoop) -> EngineStream:
+        """Queues a request's items; audio arrives on ``stream.channel``."""
+        stream = EngineStream(items, rate, pitch, loop)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the eSpeak NG engine is closed")
+            self._streams.add(stream)
+            self._fresh.append(stream)
+            self._cond.notify()
+        return stream
+
+    def consumed(self, stream: EngineStream, samples: int) -> None:
+        """The consumer took ``samples``; resumes a parked request once it has caught up."""
+        stream.consumed += samples
+        if stream.parked and stream.produced - stream.consumed <= self.max_ahead // 2:
+            with self._cond:
+                if stream.parked and not stream.cancelled:
+                    stream.parked = False
+                    self._running.append(stream)
+                    self._cond.notify()
+
+    def cancel(self, stream: EngineStream) -> None:
+        """Drops the request's queued items; synthesis in progress aborts at its next callback."""
+        with self._cond:
+            stream.cancelled = True
+            stream.items.clear()
+            stream.parked = False
+            for queue in (self._fresh, self._running):
+                try:
+                    queue.remove(stream)
+                except ValueError:
+                    pass
+            if not stream.in_flight:
+                self._streams.discard(stream)
+
+    # --- voices ------------------------------------------------------------------------------
+
+    def known_voice(self, name: str) -> bool | None:
+        """Cached result of ``check_voice``; None when not checked yet."""
+        return self._voices.get(name)
+
+    def check_voice(self, name: str) -> bool:
+        """Whether eSpeak NG has voice ``name`` (and its variant). Blocks until the first
+        engine is free for a moment: call it from a worker thread, not an event loop."""
+        cached = self._voices.get(name)
+        if cached is not None:
+            return cached
+        ok = has_variant(name)
+        if ok:
+            lib = self._libs[0]
+            with lib.lock:
+                ok = lib.set_voice(name)
+        self._voices[name] = ok
+        return ok
+
+    # --- workers -----------------------------------------------------------------------------
+
+    def _work(self, lib: EspeakLibrary) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not (self._fresh or self._running):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                stream = self._fresh.popleft() if self._fresh else self._running.popleft()
+                item = stream.items.popleft()
+                stream.in_flight = True
+            error: BaseException | None = None
+            aborted = False
+            try:
+                with lib.lock:
+                    aborted = self._synthesize(lib, stream, item)
+            except Exception as exc:  # reported to the request, the worker carries on
+                error = exc
+            with self._cond:
+                stream.in_flight = False
+                if aborted:
+                    self.items_aborted += 1
+                else:
+                    self.items_done += 1
+                if stream.cancelled or self._closed:
+                    self._streams.discard(stream)
+                    continue
+                if error is not None or not stream.items:
+                    stream.items.clear()
+                    self._streams.discard(stream)
+                    stream.send(error if error is not None else END)
+                elif stream.produced - stream.consumed > self.max_ahead:
+                    stream.parked = True
+                else:
+                    queue = self._running if stream.started else self._fresh
+                    queue.append(stream)
+                    self._cond.notify()
+
+    def _synthesize(self, lib: EspeakLibrary, stream: EngineStream, item: WorkItem) -> bool:
+        """Synthesizes one item into the stream; True when it was cut short (cancelled)."""
+        if not lib.set_voice(item.voice):
+            raise RuntimeError(f"eSpeak NG has no voice {item.voice!r}")
+        lib.set_parameters(stream.rate, stream.pitch)
+        chunk = item.chunk
+        aborted = False
+
+        def sink(samples: np.ndarray | None) -> bool:
+            nonlocal aborted
+            if stream.cancelled or self._closed or (
+                    samples is not None and len(samples) and not self._send(stream, chunk, samples)):
+                aborted = True
+            return aborted
+
+        status = lib.synth(item.text, sink)
+        if status != 0 and not aborted:
+            raise RuntimeError(f"espeak_Synth failed with status {status}")
+        return aborted
+
+    @staticmethod
+    def _send(stream: EngineStream, chunk: int, samples: np.ndarray) -> bool:
+        stream.started = True
+        stream.produced += len(samples)
+        return stream.send((chunk, samples))
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the workers (aborting synthesis in progress), fails open requests and returns
+        the library copies to the pool. Blocks up to ``timeout``: not for an event loop."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            streams = list(self._streams)
+            for stream in streams:
+                stream.items.clear()
+            self._fresh.clear()
+            self._running.clear()
+            self._cond.notify_all()
+        for stream in streams:
+            if not stream.cancelled:
+                stream.send(RuntimeError("the eSpeak NG engine was shut down"))
+        for t in self._threads:
+            t.join(timeout)
+        if any(t.is_alive() for t in self._threads):
+            log.warning("eSpeak NG workers did not stop within %.1f s; not reusing them", timeout)
+            return
+        with self._cond:
+            self._streams.clear()
+        release_libraries(self._libs)

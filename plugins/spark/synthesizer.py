@@ -133,7 +133,8 @@ class SparkSynthesizer:
             raise
         random = (self.model_path / "random_checkpoint.json").exists()
         event("spark.model_loaded", path=str(self.model_path), engine=cfg.engine,
-              device=str(loaded.runner.device), dtype=cfg.dtype, decoder_dtype=cfg.decoder_dtype,
+              device=str(loaded.runner.device), dtype=cfg.resolved_dtype(str(loaded.runner.device)),
+              decoder_dtype=cfg.decoder_dtype,
               random_weights=random, ms=round((time.perf_counter() - t) * 1000, 1))
         if random:
             log.warning("spark: %s holds RANDOM weights (a test checkpoint): the audio is noise",
@@ -142,14 +143,17 @@ class SparkSynthesizer:
 
     def _load_sync(self) -> _Loaded:
         import torch
+        import transformers
         from transformers import AutoTokenizer
 
         from veena.plugins.spark.bicodec import BiCodecDecoder
         from veena.plugins.spark.engine import create_engine
         from veena.plugins.spark.tokens import TokenMap
 
+        transformers.utils.logging.disable_progress_bar()  # no tqdm bars in JSON logs
         cfg = self.config
         device = cfg.resolved_device()
+        self._device = device
         if device == "cpu":
             torch.set_num_threads(cfg.threads or 1)
         elif cfg.threads:

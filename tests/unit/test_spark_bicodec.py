@@ -10,19 +10,11 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from tests.support.spark_oracle import released_key_names, upstream_bicodec_class
 from veena.plugins.spark.bicodec import (BiCodecConfig, BiCodecConfigError, BiCodecDecoder,
                                          MissingWeightsError, fold_weight_norm)
 from veena.plugins.spark.checkpoint import bicodec_config, random_bicodec_state
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Intra-op threads spin-wait; on a small shared CPU that makes small ops 20x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_same_waveform_as_upstream_on_the_released_config(tmp_path):

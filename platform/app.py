@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import JSONBody
 from litestar.response import Stream
 
 from veena.platform.awaitables import await_all
@@ -82,12 +83,12 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
-async def generate(request: Request, data: GenerateRequest) -> Response[Any]:
+async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
     return await _synthesize(request, data)
 
 
 @post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint")
-async def openai_speech(request: Request, data: SpeechRequest) -> Response[Any]:
+async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Response[Any]:
     return await _synthesize(request, data.to_generate())
 
 
@@ -140,7 +141,8 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
 
 
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "invalid_request", 404: "not_found",
+            405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code))
 
 

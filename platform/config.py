@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -68,9 +69,16 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _explain(exc: msgspec.ValidationError, where: str) -> ConfigError:
-    # msgspec names the path as "at `$.server.port`"; turn it into a dotted TOML key.
-    msg = str(exc).replace("`$.", f"`{where}").replace("`$`", f"`{where.rstrip('.') or 'top level'}`")
-    return ConfigError(f"invalid configuration: {msg}")
+    """Turns msgspec's "... - at `$.a.b`" into a message naming the dotted TOML key."""
+    msg, path = str(exc), where.rstrip(".")
+    located = re.search(r" - at `\$(.*)`$", msg)
+    if located:
+        msg = msg[:located.start()]
+        path = (where + located.group(1).lstrip(".")).rstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+    if unknown:
+        path, msg = (f"{path}.{unknown.group(1)}" if path else unknown.group(1)), "unknown key"
+    return ConfigError(f"invalid configuration: `{path or 'top level'}`: {msg}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> VeenaConfig:

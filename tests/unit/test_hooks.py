@@ -119,7 +119,7 @@ def test_every_stage_runs_once_in_order():
         job = pipeline.prepare(GenerateRequest(text="one  two. three"), "rid", principal)
         body = await _collect(pipeline, job)
         await pipeline.drain()
-        rt.pm.hook.veena_shutdown(runtime=rt)
+        await await_all(rt.pm.hook.veena_shutdown(runtime=rt))
         return job, body
     job, body = run(go())
     assert job.normalized_text == "ONE TWO. THREE!"

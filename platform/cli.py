@@ -179,4 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical module, not this __main__ copy: command modules register into
+    # veena.platform.cli.COMMANDS, which `python -m` would otherwise never look at.
+    from veena.platform.cli import main as _main
+
+    sys.exit(_main())

@@ -7,6 +7,8 @@ $(BIN)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# Test-only oracle for the BiCodec compatibility test, without its dependency tree.
+	$(BIN)/pip install -q --no-deps 'spark-tts-lib==0.2.1'
 	touch $@
 
 .PHONY: serve test bench

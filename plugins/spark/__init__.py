@@ -51,7 +51,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The run-away guard: a chunk of N characters stops after max(min, N x per_char) tokens."""
     window_left: int = 24
     """Tokens of left context per decoder window (seam error measured in
-    docs/benchmarks-spark.md: 24 is within 0.2 int16 LSB of a whole-utterance decode)."""
+    docs/benchmarks.md: 24 is within 0.2 int16 LSB of a whole-utterance decode)."""
     window_lookahead: int = 24
     first_block: int = 10
     """Tokens in the first emitted block (200 ms; leaves after first_block + lookahead tokens)."""

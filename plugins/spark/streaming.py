@@ -5,7 +5,7 @@ A window decodes tokens ``[start, stop)`` and emits the samples of tokens ``[emi
 emit_to)``: ``left`` tokens of context before and ``lookahead`` tokens after the emitted block
 make the emitted samples (almost) what a decode of the whole utterance would give, because
 BiCodec's decode path is convolution with per-frame norms and its influence falls off within
-its receptive field (±67 tokens exactly for the released config; see docs/benchmarks-spark.md
+its receptive field (±67 tokens exactly for the released config; see docs/benchmarks.md
 for the measured seam error that sets the defaults). Every window is the same size, so each
 emitted block costs the same however long the utterance is.
 

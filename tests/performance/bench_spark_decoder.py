@@ -6,7 +6,7 @@ one emitted block at 5 s and 60 s into an utterance (it must not grow with lengt
     .venv/bin/python tests/performance/bench_spark_decoder.py --cost --size both
 
 Random weights in the released shapes (``--size full``) or the test checkpoint's (``tiny``).
-Results and the machine go into docs/benchmarks-spark.md.
+Results and the machine go into docs/benchmarks.md.
 """
 
 from __future__ import annotations

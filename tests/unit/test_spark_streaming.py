@@ -148,7 +148,7 @@ def test_chunk_joiner_with_a_first_piece_shorter_than_the_tail():
 
 def test_default_window_seam_error_on_a_real_decoder():
     """The default plan on the tiny random decoder stays within a few int16 LSB of a whole
-    decode (the released shape's measurement is in docs/benchmarks-spark.md)."""
+    decode (the released shape's measurement is in docs/benchmarks.md)."""
     torch = pytest.importorskip("torch")
     from veena.plugins.spark.bicodec import BiCodecConfig, BiCodecDecoder
     from veena.plugins.spark.checkpoint import bicodec_config, random_bicodec_state

@@ -42,7 +42,8 @@ class StagesConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     synthesizer: str = "espeak"
     normalizers: list[str] = []
-    """Normalizers to run, in order; empty = every registered one, by name."""
+    """Normalizers to run first, in this order; every other registered normalizer runs after
+    them, by its ``order`` attribute and then by name (built-ins: ``unicode``, then ``text``)."""
 
 
 class TelemetryConfig(msgspec.Struct, forbid_unknown_fields=True):

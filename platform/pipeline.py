@@ -196,6 +196,9 @@ class Pipeline:
         """Waits for request records still being handed to plugins (used at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+            # gather() of finished tasks returns without yielding to the loop, so the tasks'
+            # done-callbacks (which discard them) never get to run: drop them here.
+            self._background.difference_update([t for t in self._background if t.done()])
 
 
 async def _measure(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:

@@ -20,7 +20,8 @@ def test_every_request_is_stored_with_its_texts_and_metadata(tmp_path, monkeypat
     monkeypatch.delenv("SUPABASE_URL", raising=False)
 
     async def main():
-        async with veena(config(tmp_path)) as (p, _):
+        # every sentence its own chunk (the chunk plugin keeps short text whole by default)
+        async with veena(config(tmp_path, chunk={"min_chars": 0, "short_chars": 0})) as (p, _):
             job, _ = await synthesize(p, TEXT, request_id="done")
             await synthesize(p, TEXT, request_id="gone", take=1)
             store = p.runtime.state["storage"]

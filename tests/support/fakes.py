@@ -85,7 +85,9 @@ def config(tmp: Path, **plugins: dict[str, Any]) -> Any:
     """A configuration using the fakes, with SQLite files and spools under ``tmp``."""
     tables = {"auth": {"sqlite_path": str(tmp / "veena.db"), "spool_dir": str(tmp / "spool")},
               "storage": {"sqlite_path": str(tmp / "veena.db"), "spool_dir": str(tmp / "spool"),
-                          "flush_seconds": 0.01}}
+                          "flush_seconds": 0.01},
+              # Every sentence its own chunk, so billing by delivered chunk is visible.
+              "chunk": {"min_chars": 1, "short_chars": 0}}
     for name, table in plugins.items():
         tables[name] = {**tables.get(name, {}), **table}
     return parse_config({"disable": ["codecs", "espeak"], "stages": {"synthesizer": "tone"},

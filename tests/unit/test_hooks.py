@@ -96,7 +96,9 @@ class Recorder:
 
 
 CONFIG = parse_config({"stages": {"synthesizer": "tone", "normalizers": ["unicode", "upper"]},
-                       "defaults": {"speaker": "testvoice", "format": "pcm"}})
+                       "defaults": {"speaker": "testvoice", "format": "pcm"},
+                       # every sentence its own chunk, however short (the chunks are counted)
+                       "plugins": {"chunk": {"min_chars": 0, "short_chars": 0}}})
 
 
 def run(coro):

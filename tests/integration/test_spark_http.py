@@ -60,6 +60,10 @@ synthesizer = "spark"
 [plugins.spark]
 model_path = "{ckpt}"
 threads = 1
+
+[plugins.chunk]  # one chunk a sentence: the tests count chunks
+min_chars = 0
+short_chars = 0
 """
     srv = SparkServer(config, tmp_path_factory.mktemp("spark-server"))
     yield srv

@@ -25,7 +25,7 @@ from veena.platform.audio import PCM
 from veena.platform.logs import event
 from veena.plugins.spark.engine.base import SamplingParams, TokenRequest, TokenSet, TokenStream
 from veena.plugins.spark.prompt import PromptBuilder, VoiceSettings
-from veena.plugins.spark.streaming import ChunkJoiner, StreamingDecoder, WindowPlan
+from veena.plugins.spark.streaming import ChunkJoiner, StreamingDecoder
 from veena.plugins.spark.tokens import GLOBAL_TOKENS_PER_VOICE
 
 if TYPE_CHECKING:

@@ -7,13 +7,24 @@ $(BIN)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# Test-only oracle for the BiCodec compatibility test, without its dependency tree.
+	$(BIN)/pip install -q --no-deps 'spark-tts-lib==0.2.1'
 	touch $@
 
-.PHONY: serve test bench
+# The auth, rate-limit and storage tests start their own throwaway PostgreSQL and Redis servers
+# from these binaries (tests/support/services.py); they fail, not skip, when one is missing.
+.PHONY: serve test bench services
+services:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  apt-get update -q && \
+	  { command -v redis-server >/dev/null || apt-get install -y -q redis-server; } && \
+	  { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt-get install -y -q postgresql; }; \
+	fi
+
 serve: $(BIN)/.installed
 	$(BIN)/veena serve $(ARGS)
 
-test: $(BIN)/.installed
+test: services $(BIN)/.installed
 	$(BIN)/pytest -q $(ARGS)
 
 bench: $(BIN)/.installed

@@ -16,7 +16,7 @@ OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 G711_RATES = (8000, 16000)
 
 # Speed settings for the 250x-real-time target at 16 kHz. CPU time on the project's shared
-# 2-core VM, speech-like input (docs/benchmarks-codecs.md; runs vary up to 1.7x with load).
+# 2-core VM, speech-like input (docs/benchmarks.md; runs vary up to 1.7x with load).
 OPUS_COMPLEXITY = 4
 """libopus complexity 0..10: 10 (its default) ~64x real time, 5 ~190x, 4 ~210-330x."""
 MP3_QUALITY = 7

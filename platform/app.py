@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -11,11 +12,12 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import JSONBody
 from litestar.response import Stream
 
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
-from veena.platform.errors import VeenaError
+from veena.platform.errors import ConfigError, VeenaError
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, new_request_id
@@ -82,12 +84,12 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
-async def generate(request: Request, data: GenerateRequest) -> Response[Any]:
+async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
     return await _synthesize(request, data)
 
 
 @post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint")
-async def openai_speech(request: Request, data: SpeechRequest) -> Response[Any]:
+async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Response[Any]:
     return await _synthesize(request, data.to_generate())
 
 
@@ -140,13 +142,47 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
 
 
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "invalid_request", 404: "not_found",
+            405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code))
 
 
 def _on_crash(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
     return _error_response(request, VeenaError("internal_error", "internal server error", 500))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_open_access(runtime: Runtime) -> None:
+    """Secure by default: without authentication (no API key exists, or no auth plugin), serve
+    only on a loopback address, unless ``server.allow_open_access`` says otherwise.
+
+    :raises ConfigError: bound elsewhere without authentication and without that setting.
+    """
+    enforced = runtime.state.get("auth.enforced")
+    if enforced is not None and enforced():
+        return
+    server = runtime.config.server
+    if _is_loopback(server.host):
+        log.warning("no API key is configured: serving without authentication on %s "
+                    "(loopback only)", server.host)
+        return
+    if server.allow_open_access:
+        log.warning("serving WITHOUT authentication on %s (server.allow_open_access = true)",
+                    server.host)
+        return
+    message = (f"refusing to serve without authentication on {server.host}: create an API key "
+               "(`veena keys create --owner NAME`) or set `server.allow_open_access = true`")
+    log.error(message)
+    raise ConfigError(message)
 
 
 def create_app(config: VeenaConfig | None = None, *,
@@ -163,6 +199,7 @@ def create_app(config: VeenaConfig | None = None, *,
 
     async def startup(app: Litestar) -> None:
         await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
+        check_open_access(runtime)
 
     async def shutdown(app: Litestar) -> None:
         await pipeline.drain()

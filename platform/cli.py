@@ -25,12 +25,24 @@ def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
 
 
 def _config(args: argparse.Namespace) -> VeenaConfig:
-    return load_config(getattr(args, "config", None))
+    config = load_config(getattr(args, "config", None))
+    if getattr(args, "synthesizer", None):
+        config.stages.synthesizer = args.synthesizer
+    if getattr(args, "model", None):  # the neural voice's checkpoint, as [plugins.spark] model_path
+        config.plugins.setdefault("spark", {})["model_path"] = args.model
+    return config
+
+
+def _voice_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--synthesizer", help="synthesizer serving requests (config: stages.synthesizer)")
+    p.add_argument("--model", help="neural voice checkpoint folder with LLM/ and BiCodec/ "
+                                   "(config: plugins.spark.model_path; env: VEENA_MODEL_PATH)")
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default from config: 8000)")
+    _voice_args(p)
 
 
 @command("serve", _serve_args)
@@ -59,6 +71,7 @@ def _say_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="output format (wav, mp3, opus_48000_64, ...)")
     p.add_argument("--rate", type=int, help="output sample rate in Hz")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _voice_args(p)
 
 
 @command("say", _say_args)
@@ -166,4 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the canonical module, not this __main__ copy: command modules register into
+    # veena.platform.cli.COMMANDS, which `python -m` would otherwise never look at.
+    from veena.platform.cli import main as _main
+
+    sys.exit(_main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +42,8 @@ class StagesConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     synthesizer: str = "espeak"
     normalizers: list[str] = []
-    """Normalizers to run, in order; empty = every registered one, by name."""
+    """Normalizers to run first, in this order; every other registered normalizer runs after
+    them, by its ``order`` attribute and then by name (built-ins: ``unicode``, then ``text``)."""
 
 
 class TelemetryConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,9 +70,16 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _explain(exc: msgspec.ValidationError, where: str) -> ConfigError:
-    # msgspec names the path as "at `$.server.port`"; turn it into a dotted TOML key.
-    msg = str(exc).replace("`$.", f"`{where}").replace("`$`", f"`{where.rstrip('.') or 'top level'}`")
-    return ConfigError(f"invalid configuration: {msg}")
+    """Turns msgspec's "... - at `$.a.b`" into a message naming the dotted TOML key."""
+    msg, path = str(exc), where.rstrip(".")
+    located = re.search(r" - at `\$(.*)`$", msg)
+    if located:
+        msg = msg[:located.start()]
+        path = (where + located.group(1).lstrip(".")).rstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+    if unknown:
+        path, msg = (f"{path}.{unknown.group(1)}" if path else unknown.group(1)), "unknown key"
+    return ConfigError(f"invalid configuration: `{path or 'top level'}`: {msg}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> VeenaConfig:

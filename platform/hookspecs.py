@@ -67,7 +67,8 @@ def veena_register_normalizers(runtime: Runtime) -> Iterable[Normalizer]:
 
     :param runtime: the application runtime.
     :return: normalizer objects (see ``veena.platform.text.Normalizer``) with unique names. They
-        run in the order ``[stages] normalizers`` lists; unlisted ones run after, by name.
+        run in the order ``[stages] normalizers`` lists; unlisted ones run after,
+        by their optional ``order`` attribute (default 100), then by name.
 
     Called once at start-up on every plugin (registration pattern).
     """

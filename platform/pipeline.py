@@ -179,22 +179,26 @@ class Pipeline:
 
     def _record(self, record: RequestRecord) -> None:
         # A fresh task: the request's own task may be cancelled already.
-        task = asyncio.get_running_loop().create_task(self._store(record))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.add(asyncio.get_running_loop().create_task(self._store(record)))
 
     async def _store(self, record: RequestRecord) -> None:
-        with self.runtime.telemetry.span("store", outcome=record.outcome):
-            results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
-            for result in await asyncio.gather(*[await_maybe(r) for r in results],
-                                               return_exceptions=True):
-                if isinstance(result, BaseException):
-                    log.error("a request_finished hook failed: %r", result)
+        try:
+            with self.runtime.telemetry.span("store", outcome=record.outcome):
+                results = self.hook.veena_request_finished(record=record, runtime=self.runtime)
+                for result in await asyncio.gather(*[await_maybe(r) for r in results],
+                                                   return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        log.error("a request_finished hook failed: %r", result)
+        finally:
+            self._background.discard(asyncio.current_task())
 
     async def drain(self) -> None:
         """Waits for request records still being handed to plugins (used at shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+            # gather() of finished tasks returns without yielding to the loop, so the tasks'
+            # done-callbacks (which discard them) never get to run: drop them here.
+            self._background.difference_update([t for t in self._background if t.done()])
 
 
 async def _measure(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:

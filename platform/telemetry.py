@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -88,9 +88,12 @@ class Telemetry:
         span = self.tracer.start_span(name)
         items = 0
         try:
-            async for item in stream:
-                items += 1
-                yield item
+            # aclosing: closing this wrapper must close the stage inside it at once (a client
+            # that disconnects stops synthesis and frees its stream slot now, not at GC).
+            async with aclosing(stream):
+                async for item in stream:
+                    items += 1
+                    yield item
         finally:
             span.set_attribute("veena.items", items)
             span.end()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,16 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never touch the developer's own data or services: no DATABASE_URL / REDIS_URL / Supabase
+# from the shell (the fixtures start throwaway servers), and the embedded SQLite store and spool
+# files go to a temporary folder (a real key in ~/.local/share/veena would switch auth on).
+# Supabase credentials are kept aside for the live contract test only.
+LIVE_SUPABASE = {k: os.environ.pop(k) for k in ("SUPABASE_URL", "SUPABASE_SERVICE_KEY")
+                 if k in os.environ}
+for _var in ("DATABASE_URL", "REDIS_URL"):
+    os.environ.pop(_var, None)
+os.environ["VEENA_DATA_DIR"] = tempfile.mkdtemp(prefix="veena-test-data-")
 
 
 def free_port() -> int:
@@ -30,7 +41,12 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "veena.platform.cli", "serve", "--port", str(self.port)]
-        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        # Keys, sentences and spools of a test server live in its own folder, never in the
+        # user's data directory (where a real key would switch authentication on).
+        data = (tmp or Path(tempfile.mkdtemp(prefix="veena-data-"))) / f"data-{self.port}"
+        full_env = {**os.environ, "VEENA_DATA_DIR": str(data), **(env or {}),
+                    "PYTHONUNBUFFERED": "1"}
+        self.data_dir = Path(full_env["VEENA_DATA_DIR"])
         if config_text is not None:
             assert tmp is not None
             cfg = tmp / f"veena-{self.port}.toml"
@@ -88,3 +104,46 @@ def start_server(tmp_path: Path):
     yield start
     for srv in servers:
         srv.stop()
+
+
+# --- real databases -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster for the session (fails, never skips, when PostgreSQL is missing)."""
+    from tests.support.services import Postgres, ServiceMissing
+
+    try:
+        pg = Postgres()
+    except ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture
+def pg_dsn(postgres) -> str:
+    """A fresh, empty database in the session's cluster."""
+    if not postgres.running:
+        postgres.start()
+    return postgres.new_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A redis-server for the session (fails, never skips, when Redis is missing)."""
+    from tests.support.services import Redis, ServiceMissing
+
+    try:
+        server = Redis()
+    except ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.command("FLUSHALL")
+    return redis_server.url

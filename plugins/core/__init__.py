@@ -12,18 +12,32 @@ from veena.platform.encoding import encode_stream
 from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Job
 from veena.platform.runtime import Runtime
-from veena.platform.textsplit import split_sentences
 
 
 class UnicodeNormalizer:
-    """NFC, control characters dropped, runs of whitespace collapsed."""
+    """NFC; format characters (ZWJ, soft hyphen, bidi marks) removed, other control characters
+    turned into spaces; runs of spaces collapsed; line breaks kept, one at most in a row (they
+    end sentences for the chunker)."""
 
     name = "unicode"
+    order = 10
 
     def normalize(self, text: str, job: Job) -> str:
-        text = unicodedata.normalize("NFC", text)
-        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-        return " ".join(text.split())
+        text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+        lines = (" ".join(_controls_out(line).split()) for line in text.split("\n"))
+        return "\n".join(line for line in lines if line)
+
+
+def _controls_out(line: str) -> str:
+    if line.isprintable():  # the usual case: nothing to look at character by character
+        return line
+    return "".join(_CONTROL.get(unicodedata.category(ch), ch) for ch in line)
+
+
+_CONTROL = {"Cc": " ", "Cf": "", "Cs": "", "Co": "", "Cn": ""}
+
+DEFAULT_ORDER = 100
+"""Where a normalizer without an ``order`` attribute runs among the unlisted ones."""
 
 
 @hookimpl
@@ -32,9 +46,17 @@ def veena_register_normalizers(runtime: Runtime):
 
 
 def ordered_normalizers(runtime: Runtime):
-    """Normalizers in ``[stages] normalizers`` order, or all of them by name when unset."""
-    names = runtime.config.stages.normalizers or runtime.normalizers.names()
-    return [runtime.normalizers.get(n) for n in names]
+    """The normalizers in the order they run.
+
+    Those named in ``[stages] normalizers`` come first, in the order listed; every other
+    registered normalizer runs after them, by its ``order`` attribute (built-ins: ``unicode``
+    10, ``text`` 50; default 100) and then by name. So a third-party normalizer runs after the
+    built-in ones unless the list places it earlier, e.g. ``["unicode", "mine", "text"]``.
+    """
+    listed = [n.lower() for n in runtime.config.stages.normalizers]
+    rest = sorted((n for n in runtime.normalizers.names() if n not in listed),
+                  key=lambda n: (getattr(runtime.normalizers.get(n), "order", DEFAULT_ORDER), n))
+    return [runtime.normalizers.get(n) for n in [*listed, *rest]]
 
 
 @hookimpl(trylast=True)
@@ -48,9 +70,8 @@ def veena_normalize_text(text: str, job: Job, runtime: Runtime) -> str:
 
 @hookimpl(trylast=True)
 def veena_chunk_text(text: str, job: Job, runtime: Runtime) -> list[str]:
-    if not job.chunking:
-        return [text]
-    return split_sentences(text) or [text]
+    """The whole text as one chunk: the fallback when no chunker plugin (``chunk``) answers."""
+    return [text]
 
 
 @hookimpl(trylast=True)

@@ -5,6 +5,12 @@ worker thread per library copy takes one item at a time:
 
 - requests that have produced no audio yet go first (time to first byte), then the others
   round-robin, one item per turn, so a long request never holds the engine for long;
+- while other new requests wait, a new request's first turn is only a taste: about
+  ``first_audio_ms`` of audio, cut where the next word starts (eSpeak NG's word events); the rest
+  of that item is synthesized afresh from that word in its next turn. eSpeak NG takes ~1 ms to
+  its first audio but ~10-60 ms for a whole sentence, so a burst of N new requests gets its
+  first audio after N tastes rather than N sentences. The restart begins a new intonation
+  phrase, so the seam can be heard; a request that finds no queue is never cut;
 - a request has at most one item in synthesis, so its audio stays in order;
 - each eSpeak NG callback buffer goes to the request's event loop at once
   (``call_soon_threadsafe``); a cancelled request aborts at the next callback (return 1);
@@ -38,6 +44,9 @@ class WorkItem:
     chunk: int
     text: str
     voice: str
+
+
+DONE, ABORTED, CUT = "done", "aborted", "cut"
 
 
 class End:
@@ -101,10 +110,12 @@ class EngineStream:
 class EspeakEngine:
     """``engines`` private eSpeak NG copies, each driven by one worker thread."""
 
-    def __init__(self, engines: int = 1, buffer_ms: int = 100, max_ahead_s: float = 20.0) -> None:
+    def __init__(self, engines: int = 1, buffer_ms: int = 100, max_ahead_s: float = 20.0,
+                 first_audio_ms: int = 400) -> None:
         self._libs = acquire_libraries(engines, buffer_ms)
         self.sample_rate = self._libs[0].sample_rate
         self.max_ahead = int(max_ahead_s * self.sample_rate)
+        self.first_audio = first_audio_ms * self.sample_rate // 1000
         self._cond = threading.Condition()
         self._fresh: deque[EngineStream] = deque()  # no audio yet: served first
         self._running: deque[EngineStream] = deque()  # round-robin, one item a turn
@@ -115,6 +126,8 @@ class EspeakEngine:
         """Work items synthesized to the end."""
         self.items_aborted = 0
         """Work items cut short because their request went away (the callback returned 1)."""
+        self.items_cut = 0
+        """First items cut after a taste of audio because other requests waited for theirs."""
         self._threads = [threading.Thread(target=self._work, args=(lib,), daemon=True,
                                           name=f"veena-espeak-{i}")
                          for i, lib in enumerate(self._libs)]
@@ -205,60 +218,132 @@ class EspeakEngine:
 
     def _work(self, lib: EspeakLibrary) -> None:
         while True:
-            with self._cond:
-                while not self._closed and not (self._fresh or self._running):
-                    self._cond.wait()
-                if self._closed:
-                    return
-                stream = self._fresh.popleft() if self._fresh else self._running.popleft()
-                item = stream.items.popleft()
-                stream.in_flight = True
-            error: BaseException | None = None
-            aborted = False
             try:
-                with lib.lock:
-                    aborted = self._synthesize(lib, stream, item)
-            except Exception as exc:  # reported to the request, the worker carries on
-                error = exc
-            with self._cond:
-                stream.in_flight = False
-                if aborted:
-                    self.items_aborted += 1
-                else:
-                    self.items_done += 1
-                if stream.cancelled or self._closed:
-                    self._streams.discard(stream)
-                    continue
-                if error is not None or not stream.items:
-                    stream.items.clear()
-                    self._streams.discard(stream)
-                    stream.send(error if error is not None else END)
-                elif stream.produced - stream.consumed > self.max_ahead:
-                    stream.parked = True
-                else:
-                    queue = self._running if stream.started else self._fresh
-                    queue.append(stream)
-                    self._cond.notify()
+                if not self._turn(lib):
+                    return
+            except Exception:  # a bug here must not leave requests waiting on a dead worker
+                log.exception("eSpeak NG worker error; carrying on")
 
-    def _synthesize(self, lib: EspeakLibrary, stream: EngineStream, item: WorkItem) -> bool:
-        """Synthesizes one item into the stream; True when it was cut short (cancelled)."""
+    def _turn(self, lib: EspeakLibrary) -> bool:
+        """Synthesizes one work item of the next request in line; False once closed."""
+        with self._cond:
+            while not self._closed and not (self._fresh or self._running):
+                self._cond.wait()
+            if self._closed:
+                return False
+            taste = 0
+            if self._fresh:
+                stream = self._fresh.popleft()
+                if self._fresh:  # others wait for their first audio too: give a taste only
+                    taste = self.first_audio
+            else:
+                stream = self._running.popleft()
+            if not stream.items:  # cannot happen; never leave its consumer waiting if it does
+                self._streams.discard(stream)
+                stream.send(END)
+                return True
+            item = stream.items.popleft()
+            stream.in_flight = True
+        error: BaseException | None = None
+        outcome, rest = DONE, None
+        try:
+            with lib.lock:
+                outcome, rest = self._synthesize(lib, stream, item, taste)
+        except Exception as exc:  # reported to the request, the worker carries on
+            error = exc
+        self._after(stream, outcome, rest, error)
+        return True
+
+    def _after(self, stream: EngineStream, outcome: str, rest: WorkItem | None,
+               error: BaseException | None) -> None:
+        """Puts a request back in line after its turn, or ends it."""
+        with self._cond:
+            stream.in_flight = False
+            if outcome is ABORTED:
+                self.items_aborted += 1
+            elif outcome is CUT:
+                self.items_cut += 1
+            else:
+                self.items_done += 1
+            if stream.cancelled or self._closed:
+                self._streams.discard(stream)
+                return
+            if rest is not None:
+                stream.items.appendleft(rest)
+            if error is not None or not stream.items:
+                stream.items.clear()
+                self._streams.discard(stream)
+                stream.send(error if error is not None else END)
+            elif stream.produced - stream.consumed > self.max_ahead:
+                stream.parked = True
+            else:
+                queue = self._running if stream.started else self._fresh
+                queue.append(stream)
+                self._cond.notify()
+
+    def _synthesize(self, lib: EspeakLibrary, stream: EngineStream, item: WorkItem,
+                    taste: int = 0) -> tuple[str, WorkItem | None]:
+        """Synthesizes one item into the stream: (DONE, None), (ABORTED, None) when the request
+        went away, or (CUT, rest of the item) when ``taste`` > 0 and the audio was cut at the
+        first word that starts after ``taste`` samples."""
         if not lib.set_voice(item.voice):
             raise RuntimeError(f"eSpeak NG has no voice {item.voice!r}")
         lib.set_parameters(stream.rate, stream.pitch)
-        chunk = item.chunk
-        aborted = False
+        chunk, text = item.chunk, item.text
+        outcome = DONE
+        sent = 0  # samples handed on
+        held: list[np.ndarray] = []  # in taste mode, audio past `taste` until a word starts
+        held_n = 0
+        cut: tuple[int, int] | None = None  # (character index, sample) where the rest starts
 
-        def sink(samples: np.ndarray | None) -> bool:
-            nonlocal aborted
-            if stream.cancelled or self._closed or (
-                    samples is not None and len(samples) and not self._send(stream, chunk, samples)):
-                aborted = True
-            return aborted
+        def sink(samples: np.ndarray | None, words: list[tuple[int, int]] | None) -> bool:
+            nonlocal outcome, sent, held_n, cut
+            if stream.cancelled or self._closed:
+                outcome = ABORTED
+                return True
+            n = 0 if samples is None else len(samples)
+            if not taste:
+                if n and not self._send(stream, chunk, samples):
+                    outcome = ABORTED
+                    return True
+                return False
+            if n:
+                if sent < taste:
+                    now = samples[:taste - sent]
+                    if not self._send(stream, chunk, now):
+                        outcome = ABORTED
+                        return True
+                    sent += len(now)
+                    samples = samples[len(now):]
+                if len(samples):
+                    held.append(samples)
+                    held_n += len(samples)
+            for position, sample in words or ():
+                index = position - 1
+                if (cut is None and sample >= max(sent, taste) and 0 < index < len(text)
+                        and text[index - 1].isspace() and text[index:].strip()):
+                    cut = (index, sample)
+            if cut is not None and sent + held_n >= cut[1]:
+                outcome = CUT
+                return True
+            return False
 
-        status = lib.synth(item.text, sink)
-        if status != 0 and not aborted:
+        status = lib.synth(text, sink, words=bool(taste))
+        if status != 0 and outcome is DONE:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
-        return aborted
+        if outcome is ABORTED or not held_n:
+            return outcome, None
+        audio = np.concatenate(held)
+        if outcome is CUT:
+            audio = audio[:cut[1] - sent].copy()
+            fade = min(len(audio), self.sample_rate // 200)  # 5 ms, so the cut does not click
+            if fade:
+                audio[-fade:] = (audio[-fade:] * np.linspace(1.0, 0.0, fade)).astype(np.int16)
+        if len(audio) and not self._send(stream, chunk, audio):
+            return ABORTED, None
+        if outcome is CUT:
+            return CUT, WorkItem(chunk, text[cut[0]:], item.voice)
+        return DONE, None
 
     @staticmethod
     def _send(stream: EngineStream, chunk: int, samples: np.ndarray) -> bool:

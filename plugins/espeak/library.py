@@ -38,11 +38,26 @@ DEFAULT_RATE = 175  # words per minute, eSpeak NG's own default
 DEFAULT_PITCH = 50
 MIN_RATE, MAX_RATE = 80, 450
 
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+espeakEVENT_LIST_TERMINATED = 0
+espeakEVENT_WORD = 1
 
-Sink = Callable[[np.ndarray | None], bool]
-"""Receives each buffer of int16 samples (None for an event-only callback); returns True to
-abort the synthesis in progress."""
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT``."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                                  ctypes.POINTER(_Event))
+
+Sink = Callable[[np.ndarray | None, list[tuple[int, int]] | None], bool]
+"""Receives each buffer of int16 samples (None for an event-only callback) and, when asked
+for, the words that start in it as (1-based character position in the text, sample index from
+the start of the synthesis); returns True to abort the synthesis in progress."""
 
 
 class EspeakError(RuntimeError):
@@ -79,6 +94,7 @@ class EspeakLibrary:
             raise EspeakError(f"espeak_Initialize failed ({rate}) with data at {data_path}")
         self.sample_rate = rate
         self._sink: Sink | None = None
+        self._want_words = False
         self._voice: str | None = None
         self._callback = _SynthCallback(self._on_audio)  # kept alive as long as the library
         lib.espeak_SetSynthCallback(self._callback)
@@ -91,7 +107,7 @@ class EspeakLibrary:
         """Address of the library's current-voice struct: distinct copies have distinct globals."""
         return self._lib.espeak_GetCurrentVoice() or 0
 
-    def _on_audio(self, wav: int | None, numsamples: int, events: int | None) -> int:
+    def _on_audio(self, wav: int | None, numsamples: int, events) -> int:
         sink = self._sink
         if sink is None:
             return 1
@@ -100,7 +116,15 @@ class EspeakLibrary:
                 samples = np.array((ctypes.c_int16 * numsamples).from_address(wav), dtype=np.int16)
             else:
                 samples = None
-            return 1 if sink(samples) else 0
+            words = None
+            if self._want_words and events:
+                words = []
+                i = 0
+                while (event := events[i]).type != espeakEVENT_LIST_TERMINATED:
+                    if event.type == espeakEVENT_WORD:
+                        words.append((event.text_position, event.sample))
+                    i += 1
+            return 1 if sink(samples, words) else 0
         except BaseException:  # never let an exception unwind through C
             log.exception("eSpeak NG audio callback failed; aborting this synthesis")
             return 1
@@ -117,11 +141,13 @@ class EspeakLibrary:
         self._lib.espeak_SetParameter(espeakRATE, rate, 0)
         self._lib.espeak_SetParameter(espeakPITCH, pitch, 0)
 
-    def synth(self, text: str, sink: Sink) -> int:
+    def synth(self, text: str, sink: Sink, words: bool = False) -> int:
         """Synthesizes ``text`` (plain UTF-8, no SSML) on this thread, feeding ``sink`` each
-        buffer as it is produced; returns eSpeak's status (0 also when the sink aborted)."""
+        buffer as it is produced (with word positions when ``words``); returns eSpeak's status
+        (0 also when the sink aborted)."""
         data = text.replace("\x00", " ").encode("utf-8", "replace") + b"\x00"
         self._sink = sink
+        self._want_words = words
         try:
             return self._lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0,
                                           espeakCHARS_UTF8 | espeakENDPAUSE, None, None)

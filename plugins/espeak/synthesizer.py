@@ -48,7 +48,8 @@ class EspeakSynthesizer:
         with self._lock:
             if self._engine is None:
                 cfg = self.config
-                engine = EspeakEngine(cfg.engines, cfg.buffer_ms, cfg.max_ahead_s)
+                engine = EspeakEngine(cfg.engines, cfg.buffer_ms, cfg.max_ahead_s,
+                                      cfg.first_audio_ms)
                 if engine.sample_rate != self.sample_rate:
                     engine.close()
                     raise RuntimeError(f"eSpeak NG produces {engine.sample_rate} Hz, "
@@ -113,8 +114,7 @@ class EspeakSynthesizer:
         items: list[WorkItem] = []
         cfg = self.config
         for index, chunk in enumerate(job.chunks):
-            first = cfg.first_item_chars if not items else None
-            for text in split_items(chunk, cfg.max_item_chars, first):
+            for text in split_items(chunk, cfg.max_item_chars):
                 voice = voice_for(text, base)
                 if voice != base and not await self._has_voice(engine, voice):
                     voice = base

@@ -42,13 +42,9 @@ def _hard_split(text: str, max_chars: int) -> list[str]:
     return out
 
 
-def split_items(chunk: str, max_chars: int, first_chars: int | None = None) -> list[str]:
-    """``chunk`` as pieces of at most ``max_chars``, cut after clause punctuation where possible.
-
-    Whole clauses are merged back up to ``max_chars`` (``first_chars`` for the first piece, so
-    the first audio of a request comes from a short piece); a clause longer than ``max_chars``
-    is cut at whitespace.
-    """
+def split_items(chunk: str, max_chars: int) -> list[str]:
+    """``chunk`` as pieces of at most ``max_chars``, cut after clause punctuation where needed:
+    whole clauses are merged back up to ``max_chars``; a longer clause is cut at whitespace."""
     text = clean(chunk)
     if not text:
         return []
@@ -56,8 +52,7 @@ def split_items(chunk: str, max_chars: int, first_chars: int | None = None) -> l
     items: list[str] = []
     current = ""
     for clause in clauses:
-        limit = first_chars if first_chars is not None and not items else max_chars
-        if current and len(current) + 1 + len(clause) > limit:
+        if current and len(current) + 1 + len(clause) > max_chars:
             items.append(current)
             current = clause
         else:

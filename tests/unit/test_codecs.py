@@ -45,7 +45,7 @@ resampled lossless > 0.99999, G.711 0.9999, mp3 and aac > 0.99998, opus (32 kbit
 
 LAG_LIMIT = 0.100
 LAG_LIMIT_EXCEPTIONS = {("mp3", 16000): 0.150, ("aac", 16000): 0.200}
-"""At 16 kHz these frame-based codecs cannot reach 100 ms (see docs/benchmarks-codecs.md):
+"""At 16 kHz these frame-based codecs cannot reach 100 ms (see docs/benchmarks.md):
 MPEG-2 layer III frames are 36 ms, LAME hands a frame out ~2 frames after its audio and its
 1105-sample priming is 69 ms (measured 137 ms); AAC frames are 64 ms, FFmpeg's encoder keeps
 one frame of lookahead and the 1024 priming samples are another 64 ms (measured 184 ms). Both

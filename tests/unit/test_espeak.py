@@ -11,6 +11,7 @@ import pluggy
 import pytest
 
 from veena.platform.audio import PCM
+from veena.platform.plugins import build_runtime
 from veena.platform.config import parse_config
 from veena.platform.errors import ConfigError
 from veena.platform.job import Job, OutputFormat
@@ -21,7 +22,7 @@ from veena.platform.synthesis import Synthesizer
 import veena.plugins.espeak as espeak_plugin
 from veena.plugins.espeak import Config
 from veena.plugins.espeak import library
-from veena.plugins.espeak.engine import END, WorkItem
+from veena.plugins.espeak.engine import END, EngineStream, WorkItem
 from veena.plugins.espeak.synthesizer import EspeakSynthesizer
 from veena.plugins.espeak.text import split_items, voice_for
 from veena.speakers import Speaker, SpeakerCatalog, load_catalog
@@ -302,6 +303,51 @@ def test_concurrent_streams_are_interleaved_and_complete(synth):
     assert synth.engine.active_jobs == 0
 
 
+def test_burst_of_new_requests_gets_a_taste_each_before_anyone_finishes(synth):
+    # One long sentence each, no clause punctuation: without the taste every request would be
+    # synthesized whole before the next one starts.
+    long_sentence = ("Veena streams speech while it is being synthesized and every request "
+                     "passes each stage exactly once so that the first audio leaves early")
+    engine = synth.start()
+    cut_before = engine.items_cut
+
+    async def run():
+        return await asyncio.gather(*[collect(synth, make_job(long_sentence)) for _ in range(10)])
+
+    solo = len(audio(asyncio.run(collect(synth, make_job(long_sentence)))[0]))
+    results = asyncio.run(run())
+    firsts = [times[0] for _, times in results]
+    lasts = [times[-1] for _, times in results]
+    assert max(firsts) < min(lasts), (firsts, lasts)
+    assert engine.items_cut - cut_before >= 8
+    for blocks, _ in results:
+        samples = audio(blocks)
+        assert abs(len(samples) - solo) / solo < 0.1 and rms(samples) > 500
+    # ... but a request alone is never cut.
+    cut_before = engine.items_cut
+    asyncio.run(collect(synth, make_job(long_sentence)))
+    assert engine.items_cut == cut_before
+
+
+def test_taste_cut_restarts_at_a_word_boundary_for_indic_text(synth):
+    engine = synth.start()
+    text = " ".join([TELUGU.rstrip(".")] * 3) + "."
+
+    async def run():
+        # One item in taste mode, by hand, on a stream the workers do not know about.
+        handle = EngineStream([], 175, 50, asyncio.get_running_loop())
+        with engine._libs[0].lock:
+            outcome, rest = engine._synthesize(engine._libs[0], handle, WorkItem(0, text, "te"),
+                                               taste=engine.first_audio)
+        await asyncio.sleep(0.05)
+        return outcome, rest, sum(len(m[1]) for m in handle.channel.items)
+
+    outcome, rest, sent = asyncio.run(run())
+    assert outcome == "cut" and text.endswith(rest.text) and len(rest.text) < len(text)
+    assert text[len(text) - len(rest.text) - 1] == " "
+    assert engine.first_audio <= sent < 5 * 22050
+
+
 def test_two_private_library_copies_run_side_by_side():
     synth = EspeakSynthesizer(Config(engines=2))
     engine = synth.start()
@@ -350,15 +396,15 @@ def test_very_long_chunk_is_split_into_turns(synth):
     engine = synth.start()
     done = engine.items_done
     blocks, _ = asyncio.run(collect(synth, make_job(words)))
-    assert engine.items_done - done == len(split_items(words, 300, 80))
+    assert engine.items_done - done == len(split_items(words, 300))
     assert len(audio(blocks)) / 22050 > 60
 
 
-def test_split_items_keeps_clause_punctuation_and_makes_a_short_first_item():
+def test_split_items_cuts_after_clause_punctuation_and_keeps_it():
     text = "Hello there, how are you today; I hope: all is well, thanks."
-    assert split_items(text, 300, 15) == ["Hello there,", "how are you today; I hope: all is well, thanks."]
+    assert split_items(text, 30) == ["Hello there,", "how are you today; I hope:", "all is well, thanks."]
     assert split_items(text, 300) == [text]
-    assert split_items("1,000 and 2,5", 300, 1) == ["1,000 and 2,5"]
+    assert split_items("1,000 and 2,5", 5) == ["1,000", "and", "2,5"]
     assert split_items(" \x00 ", 300) == []
 
 
@@ -380,18 +426,8 @@ def test_unknown_voice_raises_a_clear_error(synth):
 # --- the plugin -------------------------------------------------------------------------------
 
 def plugin_runtime(table: dict) -> Runtime:
-    """A runtime holding just this plugin, registered as the platform does it (the full
-    build_runtime needs every built-in plugin)."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.register(espeak_plugin, name="espeak")
-    runtime = Runtime(config=parse_config({"plugins": {"espeak": table}}), pm=pm,
-                      speakers=SpeakerCatalog(load_catalog()),
-                      plugin_configs={"espeak": plugin_settings("espeak", Config, table)})
-    for results in pm.hook.veena_register_synthesizers(runtime=runtime):
-        for synth in results:
-            runtime.synthesizers.add(synth, "espeak")
-    return runtime
+    """The real runtime, with ``table`` as the ``[plugins.espeak]`` settings."""
+    return build_runtime(parse_config({"plugins": {"espeak": table}}))
 
 
 async def run_hooks(results) -> None:
@@ -417,7 +453,7 @@ def test_plugin_registers_configures_starts_and_stops():
     engine, blocks = asyncio.run(lifecycle())
     assert len(audio(blocks)) / 22050 > 1.0
     assert synth.engine is None and engine.alive_threads == 0
-    with pytest.raises(ConfigError, match="unknown field `engine`"):
+    with pytest.raises(ConfigError, match="plugins.espeak.engine`: unknown key"):
         plugin_settings("espeak", Config, {"engine": 2})
     with pytest.raises(ConfigError, match="plugins.espeak.engines"):
         plugin_settings("espeak", Config, {"engines": 0})

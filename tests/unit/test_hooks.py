@@ -96,7 +96,9 @@ class Recorder:
 
 
 CONFIG = parse_config({"stages": {"synthesizer": "tone", "normalizers": ["unicode", "upper"]},
-                       "defaults": {"speaker": "testvoice", "format": "pcm"}})
+                       "defaults": {"speaker": "testvoice", "format": "pcm"},
+                       # every sentence its own chunk, however short (the chunks are counted)
+                       "plugins": {"chunk": {"min_chars": 0, "short_chars": 0}}})
 
 
 def run(coro):
@@ -119,7 +121,7 @@ def test_every_stage_runs_once_in_order():
         job = pipeline.prepare(GenerateRequest(text="one  two. three"), "rid", principal)
         body = await _collect(pipeline, job)
         await pipeline.drain()
-        rt.pm.hook.veena_shutdown(runtime=rt)
+        await await_all(rt.pm.hook.veena_shutdown(runtime=rt))
         return job, body
     job, body = run(go())
     assert job.normalized_text == "ONE TWO. THREE!"

@@ -1,0 +1,33 @@
+"""``veena normalize TEXT [--lang LANG] [--chunks]``: what the voice will be given."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from veena.platform.cli import _config, command
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="text to normalize ('-' reads standard input)")
+    p.add_argument("--lang", help="language hint, as a request's `language` (en, hi, te)")
+    p.add_argument("--chunks", action="store_true",
+                   help="print the chunks the voice generates in order, one a line")
+
+
+@command("normalize", _args)
+def normalize(args: argparse.Namespace) -> int:
+    """Prints the normalized text (or its chunks) exactly as a request would produce them."""
+    from veena.platform.pipeline import Pipeline
+    from veena.platform.plugins import build_runtime
+    from veena.platform.schemas import GenerateRequest
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    runtime = build_runtime(_config(args))
+    job = Pipeline(runtime).prepare(GenerateRequest(text=text, language=args.lang), "cli")
+    if args.chunks:
+        for chunk in job.chunks:
+            print(chunk.replace("\n", " "))
+    else:
+        print(job.normalized_text)
+    return 0

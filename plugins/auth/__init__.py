@@ -1,0 +1,386 @@
+"""API keys and credits.
+
+- ``veena_authenticate``: the request's key (``Authorization: Bearer KEY`` or ``X-API-Key``) is
+  hashed and looked up in the per-process cache (microseconds); a miss asks the store once.
+  Missing, malformed, unknown, revoked and expired keys get 401; a key without the required
+  scope 403; a key with no credits left 402. The admitted request carries a ``Principal``.
+- ``veena_synthesize`` (wrapper): before the first audio, the request's possible cost is held
+  on the key's balance in one atomic statement (402 when the balance is short, so parallel
+  requests can never spend more than the key has).
+- ``veena_request_finished``: the hold is settled for what was delivered (the characters of
+  the chunks whose audio was sent), with a usage row, exactly once, whether the request
+  completed, was cancelled by the client or failed. Settlements are written in the background
+  and spooled to disk while the database is down.
+
+Authentication is on when the store holds at least one key (``mode = "auto"``), always
+(``"required"``) or never (``"off"``). With no key the service is open; ``veena serve`` then
+refuses a non-loopback address unless ``server.allow_open_access`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from veena.platform.audio import PCM
+from veena.platform.db import (BACKENDS, ApiKey, Database, StoreUnavailable, UsageRow, data_dir,
+                               describe, open_database)
+from veena.platform.db.queue import DurableQueue
+from veena.platform.errors import VeenaError
+from veena.platform.hookspecs import hookimpl
+from veena.platform.job import Job, Principal
+from veena.platform.logs import event
+from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
+from veena.plugins.auth.cache import MISS, KeyCache
+from veena.plugins.auth.credits import CreditRule
+from veena.plugins.auth.keys import hash_key, key_from_headers, unauthorized
+
+log = logging.getLogger("veena.auth")
+NAME = "auth"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    """``[plugins.auth]``."""
+
+    mode: Literal["auto", "required", "off"] = "auto"
+    """auto: keys are required once the store has one; required: always; off: never."""
+    backend: str = "auto"
+    """auto (DATABASE_URL > SUPABASE_URL + SUPABASE_SERVICE_KEY > SQLite), sqlite, postgres,
+    supabase."""
+    sqlite_path: str | None = None
+    """Default: $VEENA_DATA_DIR/veena.db."""
+    refresh_seconds: float = 30.0
+    """How often each process reloads all keys (revocations apply within this)."""
+    required_scope: str | None = "tts"
+    """Scope a key needs to synthesize ("*" in a key's scopes grants all); None: any key."""
+    migrate: bool = True
+    """Apply the shipped schema migrations at start-up."""
+    hold_max_age_seconds: float = 86_400.0
+    """Holds older than this (their process died) are given back at start-up."""
+    pool_size: int = 5
+    pgbouncer: bool = False
+    """PostgreSQL behind PgBouncer in transaction mode: no prepared-statement cache."""
+    spool_dir: str | None = None
+    """Where settlements wait while the database is down. Default: $VEENA_DATA_DIR/spool."""
+    credits: CreditRule = msgspec.field(default_factory=CreditRule)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}")
+        if self.refresh_seconds <= 0:
+            raise ValueError("refresh_seconds must be positive")
+
+
+@dataclass(slots=True)
+class Hold:
+    id: str
+    key_id: str
+    amount: int
+    task: asyncio.Task[Any] | None = None
+
+
+@dataclass(slots=True)
+class InFlight:
+    job: Job
+    hold: Hold
+
+
+@dataclass
+class Auth:
+    """One process's authentication and billing state (``runtime.state["auth"]``)."""
+
+    config: Config
+    db: Database | None
+    cache: KeyCache | None = None
+    settlements: DurableQueue[UsageRow] | None = None
+    inflight: dict[str, list[InFlight]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.db is None:
+            log.info("auth is off: every request is admitted anonymously")
+            return
+        cfg = self.config
+        self.cache = KeyCache(self.db, cfg.refresh_seconds)
+        spool = Path(cfg.spool_dir) if cfg.spool_dir else data_dir() / "spool"
+        self.settlements = DurableQueue("settlements", self._write_settlements, UsageRow, spool,
+                                        batch_size=50, flush_interval=0.05)
+        try:
+            await self.db.open()
+            if cfg.migrate:
+                await self.db.migrate()
+            await self.cache.refresh()
+            released = await self.db.release_stale_holds(cfg.hold_max_age_seconds)
+            if released:
+                log.warning("gave back %d stale credit hold(s)", released)
+        except StoreUnavailable as exc:
+            log.warning("key store %s unavailable at start-up (%s): synthesis requests get 503 "
+                        "until it answers", describe(self.db), exc)
+        self.cache.start()
+        await self.settlements.start()
+        log.info("auth: keys in %s; %s", describe(self.db), self.describe_mode(),
+                 extra={"keys": len(self.cache.by_hash), "mode": cfg.mode})
+
+    async def stop(self) -> None:
+        if self.cache is not None:
+            await self.cache.stop()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.settlements is not None:
+            await self.settlements.stop()
+        if self.db is not None:
+            await self.db.close()
+
+    @property
+    def enforced(self) -> bool:
+        """Whether requests need a key now (also True while the store was never reached)."""
+        if self.db is None or self.config.mode == "off":
+            return False
+        if self.config.mode == "required" or self.cache is None or not self.cache.loaded:
+            return True
+        return self.cache.keys_exist
+
+    def describe_mode(self) -> str:
+        if self.db is None or self.config.mode == "off":
+            return "authentication off"
+        if self.cache is not None and not self.cache.loaded:
+            return "store not reached yet: requests refused until it is"
+        return "keys required" if self.enforced else "open: no API key exists yet"
+
+    # --- admission --------------------------------------------------------------------------
+    def authenticate(self, request: RequestInfo) -> Principal | None | Any:
+        """A Principal, None (open access), or a coroutine of either when the store is asked.
+        Raises VeenaError to refuse."""
+        if not self.enforced:
+            return None
+        cache = self.cache
+        assert cache is not None
+        if not cache.loaded:
+            raise VeenaError("auth_unavailable", "the key store cannot be reached; retry shortly",
+                             503, headers={"Retry-After": "5"})
+        secret = key_from_headers(request.headers)
+        if secret is None:
+            raise unauthorized("missing_api_key", "an API key is required: send "
+                               "`Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        key_hash = hash_key(secret)
+        key = cache.get(key_hash)
+        if key is MISS:
+            return self._admit_after_fetch(key_hash)
+        return self.admit(key)  # type: ignore[arg-type]
+
+    async def _admit_after_fetch(self, key_hash: str) -> Principal | None:
+        try:
+            key = await self.cache.fetch(key_hash)  # type: ignore[union-attr]
+        except StoreUnavailable as exc:
+            raise VeenaError("auth_unavailable", "the key store cannot be reached; retry shortly",
+                             503, headers={"Retry-After": "5"}) from exc
+        result = self.admit(key)
+        return await result if asyncio.iscoroutine(result) else result
+
+    def admit(self, key: ApiKey | None) -> Principal | Any:
+        if key is None:
+            raise unauthorized("invalid_api_key", "unknown API key")
+        if key.revoked:
+            raise unauthorized("revoked_api_key", "this API key has been revoked")
+        if key.expires_at is not None and time.time() >= key.expires_at:
+            raise unauthorized("expired_api_key", "this API key has expired")
+        scope = self.config.required_scope
+        if scope and scope not in key.scopes and "*" not in key.scopes:
+            raise VeenaError("insufficient_scope", f"this API key lacks the {scope!r} scope", 403,
+                             required_scope=scope)
+        if key.credits is not None and key.credits <= 0:
+            return self._admit_fresh_balance(key)
+        return _principal(key)
+
+    async def _admit_fresh_balance(self, key: ApiKey) -> Principal:
+        """The cache says the balance is empty: ask the store before refusing (a top-up made
+        since the last reload counts at once)."""
+        try:
+            fresh = await self.cache.fresh(key.id)  # type: ignore[union-attr]
+        except StoreUnavailable:
+            fresh = key
+        if fresh is not None and (fresh.credits is None or fresh.credits > 0):
+            return _principal(fresh)
+        raise VeenaError("insufficient_credits", "this API key has no credits left", 402,
+                         balance=0, key_id=key.id)
+
+    # --- holds --------------------------------------------------------------------------------
+    async def held(self, stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:
+        """Holds the request's possible cost, then passes the audio through."""
+        principal = job.principal
+        assert principal is not None and principal.key_id is not None and self.db is not None
+        async with aclosing(stream):
+            amount = self.config.credits.hold(job)
+            hold = Hold("h_" + uuid.uuid4().hex, principal.key_id, amount)
+            # Tracked before the database is asked: if the client leaves mid-hold, the request
+            # still settles (with nothing delivered) once the hold's answer comes.
+            self.inflight.setdefault(hold.key_id, []).append(InFlight(job, hold))
+            hold.task = asyncio.get_running_loop().create_task(
+                self.db.reserve(hold.key_id, hold.id, amount, job.request_id))
+            try:
+                result = await asyncio.shield(hold.task)
+            except StoreUnavailable as exc:
+                raise VeenaError("credits_unavailable", "credits cannot be checked right now; "
+                                 "retry shortly", 503, headers={"Retry-After": "5"}) from exc
+            if not result.ok:
+                raise VeenaError(
+                    "insufficient_credits",
+                    f"this request needs up to {amount} credits and the key has "
+                    f"{result.balance if result.balance is not None else 0}", 402,
+                    required=amount, balance=result.balance, key_id=hold.key_id)
+            self.cache.set_balance(hold.key_id, result.balance)  # type: ignore[union-attr]
+            if result.balance is not None:
+                job.extra_headers["X-Credits-Remaining"] = str(result.balance)
+            event("tts.credits_held", key_id=hold.key_id, credits=amount, balance=result.balance)
+            async for block in stream:
+                yield block
+
+    # --- settlement -----------------------------------------------------------------------------
+    def finished(self, record: RequestRecord) -> None:
+        """Settles the holds of this key's requests that have finished (the record's own job:
+        the pipeline calls this right after marking it finished). Never raises."""
+        if record.key_id is None or self.settlements is None:
+            return
+        entries = self.inflight.get(record.key_id, [])
+        done = [e for e in entries if e.job.timings.finished is not None]
+        for entry in done:
+            entries.remove(entry)
+            self._settle_when_held(entry)
+        if not entries:
+            self.inflight.pop(record.key_id, None)
+        if not done:
+            key = self.cache.by_id.get(record.key_id) if self.cache else None
+            if key is not None and key.credits is None and record.chars_delivered:
+                self.settlements.put(_usage_from_record(record, "u_" + uuid.uuid4().hex))
+
+    def _settle_when_held(self, entry: InFlight) -> None:
+        task = entry.hold.task
+        if task is None:
+            return
+        if task.done():
+            self._settle(entry, task)
+        else:
+            task.add_done_callback(lambda t: self._settle(entry, t))
+
+    def _settle(self, entry: InFlight, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result().ok:
+            return  # nothing was held
+        job, hold = entry.job, entry.hold
+        charge = min(self.config.credits.charge(job), hold.amount)
+        self.settlements.put(_usage_from_job(job, hold, charge))  # type: ignore[union-attr]
+
+    async def _write_settlements(self, batch: list[UsageRow]) -> None:
+        assert self.db is not None
+        for usage in batch:
+            try:
+                balance = await self.db.settle(usage)
+            except StoreUnavailable:
+                raise  # the batch is spooled and replayed; settled rows are skipped then
+            except Exception:  # noqa: BLE001 - set this one aside, settle the others
+                log.exception("settlement rejected by the database",
+                              extra={"request_id": usage.request_id, "key_id": usage.key_id})
+                self.settlements._reject([usage])  # type: ignore[union-attr]
+                continue
+            if self.cache is not None:
+                self.cache.set_balance(usage.key_id, balance)
+            event("tts.credits_settled", request_id=usage.request_id, key_id=usage.key_id,
+                  credits=usage.credits, held=usage.held, chars=usage.chars, balance=balance)
+
+
+def _principal(key: ApiKey) -> Principal:
+    return Principal(key_id=key.id, owner=key.owner, scopes=key.scopes, credits=key.credits,
+                     extra={"rate_per_minute": key.rate_per_minute,
+                            "max_streams": key.max_streams})
+
+
+def _usage_from_job(job: Job, hold: Hold, charge: int) -> UsageRow:
+    t = job.timings
+    return UsageRow(id=hold.id, key_id=hold.key_id, request_id=job.request_id,
+                    created_at=time.time(), chars=job.chars_delivered,
+                    chars_requested=sum(len(c) for c in job.chunks),
+                    audio_seconds=round(job.audio_seconds, 4), format=job.output.codec,
+                    speaker=job.speaker.name, synthesizer=job.synthesizer, stream=job.stream,
+                    outcome=job.outcome, ttfb_ms=t.ms_since_received(t.first_byte),
+                    total_ms=t.ms_since_received(t.finished) or 0.0, credits=charge,
+                    held=hold.amount)
+
+
+def _usage_from_record(record: RequestRecord, usage_id: str) -> UsageRow:
+    return UsageRow(id=usage_id, key_id=record.key_id or "", request_id=record.request_id,
+                    created_at=record.created_at or time.time(), chars=record.chars_delivered,
+                    chars_requested=record.chars_requested, audio_seconds=record.audio_seconds,
+                    format=record.format, speaker=record.speaker, synthesizer=record.synthesizer,
+                    stream=record.stream, outcome=record.outcome, ttfb_ms=record.ttfb_ms,
+                    total_ms=record.total_ms, credits=0, held=0)
+
+
+# --- hooks ------------------------------------------------------------------------------------
+
+def _auth(runtime: Runtime) -> Auth | None:
+    return runtime.state.get("auth")
+
+
+@hookimpl
+def veena_startup(runtime: Runtime):
+    cfg: Config = runtime.plugin_config(NAME) or Config()
+    db = None
+    if cfg.mode != "off":
+        db = open_database(cfg.backend, cfg.sqlite_path, pool_size=cfg.pool_size,
+                           pgbouncer=cfg.pgbouncer)
+    auth = Auth(cfg, db)
+    runtime.state["auth"] = auth
+    runtime.state["auth.enforced"] = lambda: auth.enforced
+    telemetry = getattr(runtime, "telemetry", None)
+    if telemetry is not None:
+        telemetry.gauge("veena_auth_keys_cached", "API keys in this process's cache",
+                        lambda: float(len(auth.cache.by_hash)) if auth.cache else 0.0)
+        telemetry.gauge("veena_auth_cache", "key cache counters since start",
+                        lambda: {(("counter", k),): float(v)
+                                 for k, v in (auth.cache.stats if auth.cache else {}).items()})
+        telemetry.gauge("veena_settlements", "credit settlements by state since start",
+                        lambda: {(("state", k),): float(v) for k, v in
+                                 (auth.settlements.stats if auth.settlements else {}).items()})
+    return auth.start()
+
+
+@hookimpl
+def veena_shutdown(runtime: Runtime):
+    auth = _auth(runtime)
+    return auth.stop() if auth is not None else None
+
+
+@hookimpl
+def veena_authenticate(request: RequestInfo, runtime: Runtime):
+    auth = _auth(runtime)
+    return auth.authenticate(request) if auth is not None else None
+
+
+@hookimpl(wrapper=True)
+def veena_synthesize(job: Job, runtime: Runtime):
+    stream = yield
+    auth = _auth(runtime)
+    p = job.principal
+    if (stream is None or auth is None or auth.db is None or p is None or p.key_id is None
+            or p.credits is None):
+        return stream
+    return auth.held(stream, job)
+
+
+@hookimpl
+def veena_request_finished(record: RequestRecord, runtime: Runtime) -> None:
+    auth = _auth(runtime)
+    if auth is not None:
+        try:
+            auth.finished(record)
+        except Exception:  # noqa: BLE001 - billing bookkeeping must never break a request
+            log.exception("credit settlement failed", extra={"request_id": record.request_id})

@@ -1,0 +1,281 @@
+"""The ``spark`` synthesizer: Veena3 LLM tokens → streaming BiCodec decode → PCM blocks.
+
+Per job: the voice's prompt settings; the first chunk's 32 global tokens (pinned by the voice
+or generated in phase 1) reused for every later chunk; per chunk a semantic-token request to the
+engine whose tokens feed a sliding-window decoder, each window decoded off the event loop while
+the engine keeps generating; chunks joined with a short crossfade. Closing the stream aborts the
+engine request at once (synchronously, in ``finally``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from veena.platform.audio import PCM
+from veena.platform.logs import event
+from veena.plugins.spark.engine.base import SamplingParams, TokenRequest, TokenSet, TokenStream
+from veena.plugins.spark.prompt import PromptBuilder, VoiceSettings
+from veena.plugins.spark.streaming import ChunkJoiner, StreamingDecoder
+from veena.plugins.spark.tokens import GLOBAL_TOKENS_PER_VOICE
+
+if TYPE_CHECKING:
+    from veena.platform.job import Job
+    from veena.plugins.spark import Config
+    from veena.speakers import Speaker
+
+log = logging.getLogger("veena.spark")
+
+
+class GenerationError(RuntimeError):
+    """The engine ended a request without what the voice needs (e.g. fewer than 32 globals)."""
+
+
+class DecoderRunner:
+    """Runs BiCodec off the event loop. One place to batch decoder calls across streams later."""
+
+    def __init__(self, decoder: Any, device: Any, workers: int) -> None:
+        self.decoder = decoder
+        self.device = device
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-decode")
+        self._speakers: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+
+    async def speaker(self, global_tokens: Sequence[int]) -> Any:
+        """The d-vector for 32 global tokens (cached: pinned voices compute it once)."""
+        key = tuple(global_tokens)
+        if key in self._speakers:
+            self._speakers.move_to_end(key)
+            return self._speakers[key]
+        d = await self._run(self._speaker, key)
+        self._speakers[key] = d
+        if len(self._speakers) > 256:
+            self._speakers.popitem(last=False)
+        return d
+
+    async def decode(self, tokens: Sequence[int], d_vector: Any) -> np.ndarray:
+        return await self._run(self._decode, tokens, d_vector)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _speaker(self, key: tuple[int, ...]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.decoder.speaker_embedding(torch.tensor([key], device=self.device))
+
+    def _decode(self, tokens: Sequence[int], d_vector: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
+            wav = self.decoder.decode_with_embedding(ids, d_vector)
+        return wav[0].float().cpu().numpy()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Loaded:
+    """What ``start`` loads: tokenizer, token maps, prompts, decoder, engine."""
+
+    def __init__(self, tokenizer, tokens, prompts, runner, engine, global_set, semantic_set) -> None:
+        self.tokenizer = tokenizer
+        self.tokens = tokens
+        self.prompts: PromptBuilder = prompts
+        self.runner: DecoderRunner = runner
+        self.engine = engine
+        self.global_set: TokenSet = global_set
+        self.semantic_set: TokenSet = semantic_set
+
+
+class SparkSynthesizer:
+    """Veena3 neural voice (Spark-TTS-style LLM + BiCodec), 16 kHz."""
+
+    name = "spark"
+    sample_rate = 16000
+
+    def __init__(self, config: Config, model_path: Path) -> None:
+        self.config = config
+        self.model_path = model_path
+        self.plan = config.window_plan()
+        self._loaded: _Loaded | None = None
+        self._lock = asyncio.Lock()
+        self._voices: dict[str, VoiceSettings] = {}
+        self._speakers: list[Speaker] = []
+
+    # --- lifecycle ---
+
+    async def start(self, speakers: Sequence[Speaker] = ()) -> None:
+        """Loads the checkpoint (idempotent) and checks every voice against its vocabulary."""
+        self._speakers = list(speakers)
+        async with self._lock:
+            if self._loaded is None:
+                self._loaded = await self._load()
+
+    async def _load(self) -> _Loaded:
+        t = time.perf_counter()
+        cfg = self.config
+        loaded = await asyncio.to_thread(self._load_sync)
+        try:
+            await loaded.engine.start()
+        except BaseException:
+            loaded.runner.close()
+            raise
+        random = (self.model_path / "random_checkpoint.json").exists()
+        event("spark.model_loaded", path=str(self.model_path), engine=cfg.engine,
+              device=str(loaded.runner.device), dtype=cfg.resolved_dtype(str(loaded.runner.device)),
+              decoder_dtype=cfg.decoder_dtype,
+              random_weights=random, ms=round((time.perf_counter() - t) * 1000, 1))
+        if random:
+            log.warning("spark: %s holds RANDOM weights (a test checkpoint): the audio is noise",
+                        self.model_path)
+        return loaded
+
+    def _load_sync(self) -> _Loaded:
+        import torch
+        import transformers
+        from transformers import AutoTokenizer
+
+        from veena.plugins.spark.bicodec import BiCodecDecoder
+        from veena.plugins.spark.engine import create_engine
+        from veena.plugins.spark.tokens import TokenMap
+
+        transformers.utils.logging.disable_progress_bar()  # no tqdm bars in JSON logs
+        cfg = self.config
+        device = cfg.resolved_device()
+        self._device = device
+        if device == "cpu":
+            torch.set_num_threads(cfg.threads or 1)
+        elif cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        tokenizer = AutoTokenizer.from_pretrained(self.model_path / "LLM")
+        tokens = TokenMap(tokenizer.get_vocab(), tokenizer.eos_token_id)
+        prompts = PromptBuilder(tokenizer, tokens)
+        for speaker in self._speakers:
+            settings = self._settings(speaker)
+            prompts.check(settings, speaker.name)
+        decoder = BiCodecDecoder.from_pretrained(
+            self.model_path / "BiCodec", device=device, dtype=getattr(torch, cfg.decoder_dtype))
+        if decoder.sample_rate != self.sample_rate:
+            raise ValueError(f"BiCodec sample rate {decoder.sample_rate} != {self.sample_rate}")
+        if decoder.hop_length != self.plan.hop:
+            raise ValueError(f"BiCodec hop {decoder.hop_length} != {self.plan.hop}")
+        runner = DecoderRunner(decoder, torch.device(device), cfg.decode_workers)
+        options: dict[str, Any] = {"dtype": cfg.resolved_dtype(device)}
+        if cfg.engine == "torch":
+            options.update(device=device, threads=cfg.threads or (1 if device == "cpu" else None))
+        else:
+            options.update(cfg.vllm)
+        engine = create_engine(cfg.engine, self.model_path / "LLM", **options)
+        global_set = TokenSet("global", tuple(int(i) for i in tokens.global_ids))
+        semantic_set = TokenSet("semantic+stop",
+                                tuple(int(i) for i in tokens.semantic_ids) + tokens.stop_ids)
+        return _Loaded(tokenizer, tokens, prompts, runner, engine, global_set, semantic_set)
+
+    async def close(self) -> None:
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            await loaded.engine.close()
+            loaded.runner.close()
+
+    @property
+    def engine(self):
+        return self._loaded.engine if self._loaded else None
+
+    def _settings(self, speaker: Speaker) -> VoiceSettings:
+        settings = self._voices.get(speaker.name)
+        if settings is None:
+            settings = VoiceSettings.parse(speaker.settings(self.name), speaker.name)
+            self._voices[speaker.name] = settings
+        return settings
+
+    def token_limit(self, text: str, requested: int | None) -> int:
+        """Semantic tokens one chunk may generate: the request's ``max_tokens`` (if any), the
+        configured cap, and a guard proportional to the chunk's length against run-away output."""
+        cfg = self.config
+        guard = max(cfg.min_tokens_per_chunk, math.ceil(cfg.max_tokens_per_char * len(text)))
+        return max(1, min(cfg.max_tokens, guard, requested or cfg.max_tokens))
+
+    # --- synthesis ---
+
+    async def stream(self, job: Job) -> AsyncIterator[PCM]:
+        if self._loaded is None:
+            await self.start()
+        m = self._loaded
+        assert m is not None
+        settings = self._settings(job.speaker)
+        s = job.sampling
+        joiner = ChunkJoiner(round(self.config.chunk_crossfade_ms * self.sample_rate / 1000))
+        global_tokens = list(settings.global_tokens) if settings.global_tokens else None
+        d_vector = None
+        current: TokenStream | None = None
+        try:
+            for index, text in enumerate(job.chunks):
+                if not text.strip():
+                    continue
+                params = SamplingParams(s.temperature, s.top_k, s.top_p,
+                                        None if s.seed is None else s.seed + index)
+                t0 = time.perf_counter()
+                pinned = global_tokens is not None
+                if global_tokens is None:
+                    current = m.engine.submit(TokenRequest(
+                        f"{job.request_id}:{index}:global",
+                        tuple(m.prompts.global_phase(text, settings)), GLOBAL_TOKENS_PER_VOICE,
+                        params, m.global_set))
+                    generated = [t async for t in current]
+                    current = None
+                    global_tokens = m.tokens.parse_global(generated)
+                    if len(global_tokens) != GLOBAL_TOKENS_PER_VOICE:
+                        raise GenerationError(f"the model produced {len(global_tokens)} global "
+                                              f"tokens, not {GLOBAL_TOKENS_PER_VOICE}")
+                if d_vector is None:
+                    d_vector = await m.runner.speaker(global_tokens)
+                limit = self.token_limit(text, s.max_tokens)
+                current = m.engine.submit(TokenRequest(
+                    f"{job.request_id}:{index}:semantic",
+                    tuple(m.prompts.semantic_phase(text, settings, global_tokens)), limit, params,
+                    m.semantic_set, m.tokens.stop_ids))
+                decoder = StreamingDecoder(self.plan)
+                started = False
+                while True:
+                    window = decoder.next_window()
+                    if window is None:
+                        if decoder.done or current is None:
+                            break
+                        try:
+                            token_id = await anext(current)
+                        except StopAsyncIteration:
+                            reason, generated_count = current.finish_reason, decoder.received
+                            current = None
+                            decoder.finish()
+                            continue
+                        value = m.tokens.semantic_value(token_id)
+                        if value is not None:
+                            decoder.push(value)
+                        continue
+                    audio = decoder.accept(window, await m.runner.decode(window.tokens, d_vector))
+                    out = joiner.feed(audio, chunk_ends=window.last)
+                    if len(out):
+                        if not started:
+                            job.mark_chunk_started(index)
+                            started = True
+                        yield PCM.from_float(out, self.sample_rate)
+                event("spark.chunk_generated", chunk=index, semantic_tokens=generated_count,
+                      finish_reason=reason, max_new_tokens=limit, global_tokens_pinned=pinned,
+                      ms=round((time.perf_counter() - t0) * 1000, 1))
+            tail = joiner.finish()
+            if len(tail):
+                yield PCM.from_float(tail, self.sample_rate)
+        finally:
+            if current is not None:
+                current.abort()

@@ -1,0 +1,19 @@
+"""One tiny random Veena3 checkpoint per test session, in the real on-disk format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_built: dict[str, Path] = {}
+
+
+def tiny_checkpoint(factory: pytest.TempPathFactory) -> Path:
+    """Builds (once per session) and returns a tiny random checkpoint folder."""
+    if "tiny" not in _built:
+        pytest.importorskip("transformers")
+        from veena.plugins.spark.checkpoint import write_random_checkpoint
+
+        _built["tiny"] = write_random_checkpoint(factory.mktemp("veena3-tiny"), "tiny", seed=0)
+    return _built["tiny"]

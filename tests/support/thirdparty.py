@@ -1,0 +1,80 @@
+"""A throwaway third-party distribution, ``veena-percent``, built into a real wheel.
+
+Its entry point (``percent`` in the ``veena`` group) registers a normalizer that reads "%" as
+"per cent" and a silent synthesizer ``quiet``. Installed with ``pip install --target`` into a
+folder that only subprocesses given it on ``PYTHONPATH`` see.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PLUGIN = '''
+import numpy as np
+
+from veena.platform.audio import PCM
+from veena.platform.hookspecs import hookimpl
+
+
+class Percent:
+    name = "percent"
+
+    def normalize(self, text, job):
+        return text.replace("%", " per cent")
+
+
+class Quiet:
+    """A silent voice, so these tests need no real one."""
+
+    name = "quiet"
+    sample_rate = 16000
+
+    async def stream(self, job):
+        for i, _ in enumerate(job.chunks):
+            job.mark_chunk_started(i)
+            yield PCM(np.zeros(160, dtype="int16"), self.sample_rate)
+
+
+@hookimpl
+def veena_register_normalizers(runtime):
+    return [Percent()]
+
+
+@hookimpl
+def veena_register_synthesizers(runtime):
+    return [Quiet()]
+'''
+PYPROJECT = '''
+[build-system]
+requires = ["setuptools>=75"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "veena-percent"
+version = "1.0"
+
+[project.entry-points.veena]
+percent = "veena_percent"
+
+[tool.setuptools]
+py-modules = ["veena_percent"]
+'''
+
+
+def build_site(root: Path) -> Path:
+    """Builds veena-percent into a wheel under ``root`` and installs it into ``root/site``."""
+    src, dist, site = root / "src", root / "dist", root / "site"
+    src.mkdir()
+    (src / "pyproject.toml").write_text(PYPROJECT)
+    (src / "veena_percent.py").write_text(PLUGIN)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
+                   check=True, capture_output=True)
+    (wheel,) = dist.glob("veena_percent-1.0-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True)
+    return site
+
+

@@ -59,6 +59,9 @@ def plugin_env(tmp_path_factory):
 CONFIG = """
 [stages]
 synthesizer = "tone16"
+[plugins.chunk]  # one chunk a sentence: the tests count chunks
+min_chars = 0
+short_chars = 0
 [plugins.apbwe]
 device = "cpu"
 min_block_ms = 100

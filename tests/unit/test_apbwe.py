@@ -255,7 +255,8 @@ class Voice16k:
 def make_runtime(apbwe: dict, voice=None):
     cfg = parse_config({"stages": {"synthesizer": "tone"},
                         "defaults": {"speaker": "testvoice", "format": "pcm"},
-                        "plugins": {"apbwe": apbwe}})
+                        "plugins": {"apbwe": apbwe,
+                                    "chunk": {"min_chars": 0, "short_chars": 0}}})
     return build_runtime(cfg, extra=[("voice16k", voice or Voice16k())])
 
 

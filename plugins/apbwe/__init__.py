@@ -67,7 +67,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     cpu_threads: int = 1
     """torch's CPU threads when the model runs on CPU (process-wide; 0 leaves torch's default
     of one per core). One, because on the 2-core VM two threads competing with the encoder
-    and other load ran 5x slower than one (docs/benchmarks-apbwe.md)."""
+    and other load ran 5x slower than one (docs/benchmarks.md)."""
     warm_up: bool = True
 
 

@@ -31,7 +31,7 @@ from veena.speakers import Speaker  # noqa: E402
 
 SEAM_TOLERANCE = 1e-4
 """Largest |streamed - whole-utterance| sample allowed (full scale 1.0), i.e. -80 dBFS. The
-measured error is float rounding, about 1e-6 (docs/benchmarks-apbwe.md)."""
+measured error is float rounding, about 1e-6 (docs/benchmarks.md)."""
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:

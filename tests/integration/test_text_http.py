@@ -50,3 +50,19 @@ short_chars = 0
     assert original == text
     assert normalized == "Sale: fifty per cent off! <laugh> बिक्री में दो लाख पचास हज़ार रुपये बचे।"
     assert chunks == 2
+
+
+def test_third_party_codec_serves_http(site, start_server):
+    srv = start_server(None, env={"PYTHONPATH": os.pathsep.join(
+        p for p in (str(site), os.environ.get("PYTHONPATH")) if p)})
+    formats = {f["name"] for f in httpx.get(srv.url + "/v1/formats").json()}
+    assert {"s8", "wav"} <= formats
+    resp = httpx.post(srv.url + "/v1/tts/generate",
+                      json={"text": "Hello from a plugin codec.", "format": "pcm_s8",
+                            "stream": False}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "audio/x-s8"
+    rate = int(resp.headers["x-sample-rate"])
+    duration = float(resp.headers["x-audio-duration-s"])
+    assert rate == 22050 and abs(len(resp.content) / rate - duration) < 0.01
+    assert max(abs(b - 256 if b > 127 else b) for b in resp.content) > 10  # not silence

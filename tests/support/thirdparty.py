@@ -1,7 +1,7 @@
 """A throwaway third-party distribution, ``veena-percent``, built into a real wheel.
 
 Its entry point (``percent`` in the ``veena`` group) registers a normalizer that reads "%" as
-"per cent" and a silent synthesizer ``quiet``. Installed with ``pip install --target`` into a
+"per cent", a silent synthesizer ``quiet`` and a codec ``s8`` (signed 8-bit raw PCM). Installed with ``pip install --target`` into a
 folder that only subprocesses given it on ``PYTHONPATH`` see.
 """
 
@@ -35,6 +35,40 @@ class Quiet:
         for i, _ in enumerate(job.chunks):
             job.mark_chunk_started(i)
             yield PCM(np.zeros(160, dtype="int16"), self.sample_rate)
+
+
+class S8Encoder:
+    def encode(self, block):
+        if block.sample_rate != self.rate:
+            raise ValueError("s8 does not resample")
+        return (block.samples >> 8).astype("int8").tobytes()
+
+    def finish(self):
+        return b""
+
+
+class S8:
+    """Signed 8-bit raw PCM at the voice's rate."""
+
+    name = "s8"
+    media_type = "audio/x-s8"
+    aliases = ("pcm_s8",)
+    sample_rates = (16000, 22050)
+    default_sample_rate = None
+
+    def check_bitrate(self, sample_rate, bitrate):
+        if bitrate is not None:
+            raise ValueError("s8 has no bitrate")
+
+    def open(self, sample_rate, *, streaming, bitrate=None):
+        encoder = S8Encoder()
+        encoder.rate = sample_rate
+        return encoder
+
+
+@hookimpl
+def veena_register_codecs(runtime):
+    return [S8()]
 
 
 @hookimpl

@@ -58,8 +58,9 @@ def _url(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int] | None:
     before it join the match)."""
     if m.group("url_scheme"):
         scheme = _SCHEME.search(m.string, max(last, m.start() - 6), m.start())
-        if scheme is None:  # "://x" with no scheme is no address: the other rules read it
-            return None
+        if scheme is None:  # "://x" with no scheme is no address: other rules read its words,
+            # and only digits (which no later rule would speak) are spelled here
+            return spell(m.group(), ctx.lang) if any(c.isdigit() for c in m.group()) else None
         return spell(m.group()[3:].rstrip("/"), ctx.lang), scheme.start()
     labels = _LABELS.search(m.string, max(last, m.start() - 100), m.start())
     if labels is None:

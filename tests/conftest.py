@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import settings
+
+from tests.support.services import free_port, stop_process
 
 # CI explores a fixed set of examples, so a submission's result does not depend on luck;
 # local runs keep searching randomly for new counterexamples.
@@ -32,12 +33,6 @@ LIVE_SUPABASE = {k: os.environ.pop(k) for k in ("SUPABASE_URL", "SUPABASE_SERVIC
 for _var in ("DATABASE_URL", "REDIS_URL"):
     os.environ.pop(_var, None)
 os.environ["VEENA_DATA_DIR"] = tempfile.mkdtemp(prefix="veena-test-data-")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -81,12 +76,7 @@ class Server:
         return httpx.get(self.url + "/v1/tts/health", timeout=5).json()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self._log.close()
 
 

@@ -340,16 +340,15 @@ def veena_startup(runtime: Runtime):
     auth = Auth(cfg, db)
     runtime.state["auth"] = auth
     runtime.state["auth.enforced"] = lambda: auth.enforced
-    telemetry = getattr(runtime, "telemetry", None)
-    if telemetry is not None:
-        telemetry.gauge("veena_auth_keys_cached", "API keys in this process's cache",
-                        lambda: float(len(auth.cache.by_hash)) if auth.cache else 0.0)
-        telemetry.gauge("veena_auth_cache", "key cache counters since start",
-                        lambda: {(("counter", k),): float(v)
-                                 for k, v in (auth.cache.stats if auth.cache else {}).items()})
-        telemetry.gauge("veena_settlements", "credit settlements by state since start",
-                        lambda: {(("state", k),): float(v) for k, v in
-                                 (auth.settlements.stats if auth.settlements else {}).items()})
+    telemetry = runtime.telemetry
+    telemetry.gauge("veena_auth_keys_cached", "API keys in this process's cache",
+                    lambda: float(len(auth.cache.by_hash)) if auth.cache else 0.0)
+    telemetry.gauge("veena_auth_cache", "key cache counters since start",
+                    lambda: {(("counter", k),): float(v)
+                             for k, v in (auth.cache.stats if auth.cache else {}).items()})
+    telemetry.gauge("veena_settlements", "credit settlements by state since start",
+                    lambda: {(("state", k),): float(v) for k, v in
+                             (auth.settlements.stats if auth.settlements else {}).items()})
     return auth.start()
 
 

@@ -198,11 +198,10 @@ def veena_startup(runtime: Runtime):
             log.warning("REDIS_URL is set but the `redis` package is missing: limiting per process")
     limits = RateLimits(cfg, shared)
     runtime.state["ratelimit"] = limits
-    telemetry = getattr(runtime, "telemetry", None)
-    if telemetry is not None:
-        telemetry.gauge("veena_ratelimit", "requests refused (limited, streams_refused) and "
-                        "Redis errors since start",
-                        lambda: {(("counter", k),): float(v) for k, v in limits.stats.items()})
+    telemetry = runtime.telemetry
+    telemetry.gauge("veena_ratelimit", "requests refused (limited, streams_refused) and "
+                    "Redis errors since start",
+                    lambda: {(("counter", k),): float(v) for k, v in limits.stats.items()})
     return _announce(limits)
 
 

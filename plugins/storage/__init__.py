@@ -109,11 +109,10 @@ def veena_startup(runtime: Runtime):
                        pgbouncer=cfg.pgbouncer)
     store = SentenceStore(cfg, db)
     runtime.state["storage"] = store
-    telemetry = getattr(runtime, "telemetry", None)
-    if telemetry is not None:
-        telemetry.gauge("veena_storage_rows", "sentence rows by state since start (enqueued, "
-                        "written, spooled, replayed, queue_full, rejected, lost, pending)",
-                        lambda: {(("state", k),): float(v) for k, v in store.stats.items()})
+    telemetry = runtime.telemetry
+    telemetry.gauge("veena_storage_rows", "sentence rows by state since start (enqueued, "
+                    "written, spooled, replayed, queue_full, rejected, lost, pending)",
+                    lambda: {(("state", k),): float(v) for k, v in store.stats.items()})
     return store.start()
 
 

@@ -19,6 +19,16 @@ import uuid
 from pathlib import Path
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminates ``proc`` (killing it after 10 s) if it is still running."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,9 +147,4 @@ class Redis:
             return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)

@@ -32,7 +32,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     model_path: str | None = msgspec.field(default_factory=lambda: os.environ.get(ENV_MODEL_PATH) or None)
     """Checkpoint folder with ``LLM/`` and ``BiCodec/`` (default: ``$VEENA_MODEL_PATH``)."""
-    engine: Literal["torch", "vllm"] = "torch"
+    engine: Literal["torch", "hf", "vllm"] = "torch"
+    """``torch``: batched decoding over a static KV cache (CUDA graphs on a GPU); ``hf``: plain
+    Hugging Face decoding, one request per step (the baseline); ``vllm``: the vLLM engine."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ..."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -41,6 +43,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     threads: int | None = None
     """torch intra-op threads. On CPU the default is 1: small per-token ops spin-wait across
     threads, which on a busy CPU made a decode step 20x slower (measured)."""
+    slots: int | None = None
+    """Sequences the ``torch`` engine decodes together; more requests wait in a queue. The KV
+    cache (slots x max_sequence tokens) is allocated at start. Default: 64 on a GPU, 4 on CPU."""
+    max_sequence: int = 4096
+    """Prompt plus generated tokens one ``torch`` engine slot holds."""
+    prefill_tokens: int = 2048
+    """Prompt tokens the ``torch`` engine prefills between two decode steps (longer prompts are
+    prefilled in pieces, so new requests never stall the streams already decoding for long)."""
     decode_workers: int = 2
     """Threads running BiCodec windows (concurrent streams decode in parallel)."""
     max_tokens: int = 3000
@@ -67,6 +77,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be at least 1")
+        if (self.slots is not None and self.slots < 1) or self.max_sequence < 2 \
+                or self.prefill_tokens < 1:
+            raise ValueError("slots, max_sequence and prefill_tokens must be positive")
         if self.decode_workers < 1 or self.max_tokens < 1 or self.min_tokens_per_chunk < 1:
             raise ValueError("decode_workers, max_tokens and min_tokens_per_chunk must be >= 1")
         self.window_plan()  # raises ValueError on inconsistent window sizes

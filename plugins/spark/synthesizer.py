@@ -41,13 +41,25 @@ class GenerationError(RuntimeError):
 
 
 class DecoderRunner:
-    """Runs BiCodec off the event loop. One place to batch decoder calls across streams later."""
+    """Runs BiCodec off the event loop, batching the windows of concurrent streams.
 
-    def __init__(self, decoder: Any, device: Any, workers: int) -> None:
+    Windows wait in a queue while ``workers`` batches are in flight; each launch takes the
+    oldest waiting window and every other waiting window of the same length (up to
+    ``max_batch``) into one decoder call. A lone stream is decoded at once; under load the
+    batches grow by themselves, with no fixed collection delay.
+    """
+
+    def __init__(self, decoder: Any, device: Any, workers: int, max_batch: int = 64) -> None:
         self.decoder = decoder
         self.device = device
+        self.workers = workers
+        self.max_batch = max_batch
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-decode")
         self._speakers: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._waiting: list[tuple[tuple[int, ...], Any, asyncio.Future]] = []
+        self._in_flight = 0
+        self.batches = 0
+        self.windows = 0
 
     async def speaker(self, global_tokens: Sequence[int]) -> Any:
         """The d-vector for 32 global tokens (cached: pinned voices compute it once)."""
@@ -55,17 +67,46 @@ class DecoderRunner:
         if key in self._speakers:
             self._speakers.move_to_end(key)
             return self._speakers[key]
-        d = await self._run(self._speaker, key)
+        d = await asyncio.get_running_loop().run_in_executor(self._pool, self._speaker, key)
         self._speakers[key] = d
         if len(self._speakers) > 256:
             self._speakers.popitem(last=False)
         return d
 
     async def decode(self, tokens: Sequence[int], d_vector: Any) -> np.ndarray:
-        return await self._run(self._decode, tokens, d_vector)
+        """The waveform of one window of semantic tokens for the speaker ``d_vector``."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((tuple(tokens), d_vector, future))
+        self._launch()
+        return await future
 
-    async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    def _launch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._in_flight < self.workers:
+            self._waiting = [w for w in self._waiting if not w[2].done()]  # drop cancelled
+            if not self._waiting:
+                return
+            length = len(self._waiting[0][0])
+            batch = [w for w in self._waiting if len(w[0]) == length][: self.max_batch]
+            taken = {id(w) for w in batch}
+            self._waiting = [w for w in self._waiting if id(w) not in taken]
+            self._in_flight += 1
+            work = loop.run_in_executor(self._pool, self._decode, [w[0] for w in batch],
+                                        [w[1] for w in batch])
+            work.add_done_callback(lambda done, batch=batch: self._finished(done, batch))
+
+    def _finished(self, done: asyncio.Future, batch: list) -> None:
+        self._in_flight -= 1
+        self.batches += 1
+        self.windows += len(batch)
+        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        for i, (_, _, future) in enumerate(batch):
+            if not future.done():
+                if error is None:
+                    future.set_result(done.result()[i])
+                else:
+                    future.set_exception(error)
+        self._launch()
 
     def _speaker(self, key: tuple[int, ...]) -> Any:
         import torch
@@ -73,13 +114,13 @@ class DecoderRunner:
         with torch.inference_mode():
             return self.decoder.speaker_embedding(torch.tensor([key], device=self.device))
 
-    def _decode(self, tokens: Sequence[int], d_vector: Any) -> np.ndarray:
+    def _decode(self, windows: list[tuple[int, ...]], d_vectors: list[Any]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            ids = torch.tensor([list(tokens)], dtype=torch.long, device=self.device)
-            wav = self.decoder.decode_with_embedding(ids, d_vector)
-        return wav[0].float().cpu().numpy()
+            ids = torch.tensor(windows, dtype=torch.long, device=self.device)
+            wav = self.decoder.decode_with_embedding(ids, torch.cat(d_vectors))
+        return wav.float().cpu().numpy()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -172,9 +213,12 @@ class SparkSynthesizer:
             raise ValueError(f"BiCodec hop {decoder.hop_length} != {self.plan.hop}")
         runner = DecoderRunner(decoder, torch.device(device), cfg.decode_workers)
         options: dict[str, Any] = {"dtype": cfg.resolved_dtype(device)}
-        if cfg.engine == "torch":
+        if cfg.engine in ("torch", "hf"):
             options.update(device=device, threads=cfg.threads or (1 if device == "cpu" else None))
-        else:
+        if cfg.engine == "torch":
+            options.update(slots=cfg.slots or (4 if device == "cpu" else 64),
+                           max_len=cfg.max_sequence, prefill_tokens=cfg.prefill_tokens)
+        if cfg.engine == "vllm":
             options.update(cfg.vllm)
         engine = create_engine(cfg.engine, self.model_path / "LLM", **options)
         global_set = TokenSet("global", tuple(int(i) for i in tokens.global_ids))

@@ -1,4 +1,4 @@
-"""Token parsing, prompt building, sampling, the torch engine and the synthesizer in-process,
+"""Token parsing, prompt building and the synthesizer in-process (engines: test_spark_engine.py),
 on a tiny random checkpoint built in the real format."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse 
 from veena.platform.errors import ConfigError
 from veena.platform.job import Job, OutputFormat, SamplingOptions
 from veena.plugins.spark import Config, checkpoint_folder
-from veena.plugins.spark.engine import (FinishReason, SamplingParams, TokenRequest, TokenSet,
-                                        create_engine)
+from veena.plugins.spark.engine import SamplingParams, TokenRequest, TokenSet, create_engine
 from veena.plugins.spark.prompt import PromptBuilder, VoiceSettings
 from veena.plugins.spark.tokens import (END_GLOBAL, END_SEMANTIC, START_GLOBAL, START_SEMANTIC,
                                         TokenMap, VocabularyError, global_token, semantic_token)
@@ -98,96 +97,6 @@ def test_catalog_voices_fit_the_vocabulary(tokenizer, tokens):
         VoiceSettings.parse({"speaker": "x"}, "x")
 
 
-# --- sampling and the torch engine ----------------------------------------------------------
-
-def test_sampling_respects_mask_top_k_and_top_p():
-    from veena.plugins.spark.engine.torch_engine import sample_token
-
-    logits = torch.randn(1000, generator=torch.Generator().manual_seed(0))
-    mask = torch.zeros(1000, dtype=torch.bool)
-    mask[500:600] = True
-    gen = torch.Generator().manual_seed(1)
-    picks = {sample_token(logits, SamplingParams(1.0, 50, 1.0), mask, gen) for _ in range(300)}
-    assert picks <= set(range(500, 600)) and len(picks) > 10
-    allowed = logits.masked_fill(~mask, float("-inf"))
-    top5 = set(torch.topk(allowed, 5).indices.tolist())
-    assert {sample_token(logits, SamplingParams(1.0, 5, 1.0), mask, gen) for _ in range(200)} <= top5
-    best = int(torch.argmax(allowed))
-    assert sample_token(logits, SamplingParams(1.0, 50, 1e-6), mask, gen) == best
-    a = [sample_token(logits, SamplingParams(0.8, 50, 0.95), mask,
-                      torch.Generator().manual_seed(9)) for _ in range(3)]
-    assert len(set(a)) == 1
-
-
-@pytest.fixture(scope="module")
-def engine(ckpt):
-    eng = create_engine("torch", ckpt / "LLM", threads=1)
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(eng.start())
-    yield eng, loop
-    loop.run_until_complete(eng.close())
-    loop.close()
-
-
-def _collect(stream):
-    async def go():
-        return [t async for t in stream]
-    return go()
-
-
-def test_engine_stops_on_length_and_stop_ids(engine, tokenizer, tokens):
-    eng, loop = engine
-    prompt = tuple(tokenizer.encode("<|task_tts|>hi<|start_semantic_token|>", add_special_tokens=False))
-    semantic = TokenSet("semantic", tuple(int(i) for i in tokens.semantic_ids))
-
-    async def run():
-        s1 = eng.submit(TokenRequest("a", prompt, 12, SamplingParams(seed=1), semantic, tokens.stop_ids))
-        out1 = [t async for t in s1]
-        only_stop = TokenSet("stop", tokens.stop_ids[:1])
-        s2 = eng.submit(TokenRequest("b", prompt, 12, SamplingParams(seed=1), only_stop, tokens.stop_ids))
-        out2 = [t async for t in s2]
-        s3 = eng.submit(TokenRequest("c", prompt, 12, SamplingParams(seed=1), semantic, tokens.stop_ids))
-        out3 = [t async for t in s3]
-        return (out1, s1.finish_reason), (out2, s2.finish_reason), out3
-
-    (out1, r1), (out2, r2), out3 = loop.run_until_complete(run())
-    assert len(out1) == 12 and r1 == FinishReason.LENGTH
-    assert all(tokens.semantic_value(t) is not None for t in out1)
-    assert out2 == [] and r2 == FinishReason.STOP
-    assert out3 == out1  # same seed, same tokens
-
-
-def test_engine_abort_frees_the_request_and_others_continue(engine, tokenizer, tokens):
-    eng, loop = engine
-    prompt = tuple(tokenizer.encode("<|task_tts|>hello", add_special_tokens=False))
-    semantic = TokenSet("semantic", tuple(int(i) for i in tokens.semantic_ids))
-    before = eng.stats()
-
-    async def run():
-        long = eng.submit(TokenRequest("long", prompt, 5000, SamplingParams(), semantic))
-        others = [eng.submit(TokenRequest(f"o{i}", prompt, 30, SamplingParams(seed=i), semantic))
-                  for i in range(3)]
-        got = 0
-        async for _ in long:
-            got += 1
-            if got == 5:
-                long.abort()
-                long.abort()  # idempotent
-                break
-        results = await asyncio.gather(*(_collect(o) for o in others))
-        for _ in range(100):
-            if eng.stats()["active"] == 0:
-                break
-            await asyncio.sleep(0.02)
-        return long, results
-
-    long, results = loop.run_until_complete(run())
-    after = eng.stats()
-    assert long.finish_reason == FinishReason.ABORTED and long.generated < 5000
-    assert [len(r) for r in results] == [30, 30, 30]
-    assert after["aborted"] == before["aborted"] + 1 and after["active"] == 0
-
-
 # --- the synthesizer ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -221,13 +130,24 @@ def _job(voice, chunks: list[str], **sampling) -> Job:
                chunks=chunks)
 
 
+class _Seen(list):
+    """Submitted requests, and their streams in ``streams``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: list = []
+
+
 def _record_submits(engine, monkeypatch):
-    seen: list[TokenRequest] = []
+    seen: _Seen = _Seen()
     original = engine.submit
 
     def submit(request):
         seen.append(request)
-        return original(request)
+        stream = original(request)
+        seen.streams.append(stream)
+        return stream
+
 
     monkeypatch.setattr(engine, "submit", submit)
     return seen
@@ -248,7 +168,9 @@ def test_long_text_reuses_the_first_chunks_global_tokens(synth, monkeypatch):
     globals_ = [m.tokens.parse_global(r.prompt_ids) for r in seen[1:]]
     assert len(globals_[0]) == 32 and globals_[0] == globals_[1] == globals_[2]
     samples = sum(len(b.samples) for b in blocks)
-    assert samples == 3 * 20 * 320 - 2 * 320  # three chunks, two 20 ms crossfades
+    generated = [st.generated for st in seen.streams[1:]]
+    assert all(0 < g <= 20 for g in generated)
+    assert samples == sum(generated) * 320 - 2 * 320  # three chunks, two 20 ms crossfades
     assert job.state["chunk_started"] == 2 and all(b.sample_rate == 16000 for b in blocks)
     # same seed, same audio
     again = loop.run_until_complete(run())
@@ -372,3 +294,24 @@ def test_vllm_adapter_maps_requests_and_aborts(monkeypatch, tmp_path):
             params["max_tokens"]) == (0.7, 40, 0.9, 11, 10)
     assert len(calls["abort"]) == 1 and calls["abort"][0].startswith("r#")
     assert stats["active"] == 0 and stats["aborted"] == 1
+
+
+def test_decoder_batches_concurrent_windows_with_the_same_output(synth):
+    s, loop = synth
+    runner = s._loaded.runner
+    rng = np.random.default_rng(0)
+    windows = [tuple(int(t) for t in rng.integers(0, 8192, n)) for n in (34, 73, 73, 73, 34, 20)]
+
+    async def run():
+        d = await runner.speaker(PINNED)
+        alone = [await runner.decode(w, d) for w in windows]
+        before = runner.batches
+        together = await asyncio.gather(*(runner.decode(w, d) for w in windows))
+        return alone, together, runner.batches - before
+
+    alone, together, batches = loop.run_until_complete(run())
+    for a, b, w in zip(alone, together, windows):
+        assert a.shape == (len(w) * 320,)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    # decode_workers=2: the first two windows go at once, then the rest by length: 73s, 34, 20
+    assert batches < len(windows)

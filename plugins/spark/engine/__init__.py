@@ -1,4 +1,5 @@
-"""LLM engines behind one interface (``base.Engine``): ``torch`` (runs anywhere) and ``vllm``."""
+"""LLM engines behind one interface (``base.Engine``): ``torch`` (batched; runs anywhere),
+``hf`` (plain Hugging Face decoding: the baseline and test reference) and ``vllm``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from veena.plugins.spark.engine.base import (Engine, FinishReason, SamplingParams, TokenRequest,
                                              TokenSet, TokenStream)
 
-ENGINES = ("torch", "vllm")
+ENGINES = ("torch", "hf", "vllm")
 
 
 def create_engine(kind: str, llm_dir: Path, **options: Any) -> Engine:
@@ -16,6 +17,9 @@ def create_engine(kind: str, llm_dir: Path, **options: Any) -> Engine:
     if kind == "torch":
         from veena.plugins.spark.engine.torch_engine import TorchEngine
         return TorchEngine(llm_dir, **options)
+    if kind == "hf":
+        from veena.plugins.spark.engine.hf_engine import HfEngine
+        return HfEngine(llm_dir, **options)
     if kind == "vllm":
         from veena.plugins.spark.engine.vllm_engine import VllmEngine
         return VllmEngine(llm_dir, **options)

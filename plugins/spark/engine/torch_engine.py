@@ -1,120 +1,91 @@
-"""The torch engine: a Hugging Face causal LM with a KV cache, driven by one worker thread.
+"""The ``torch`` engine: continuous batching over a static KV cache, CUDA graphs on a GPU.
 
-The worker owns the model. It takes requests from an inbox, and steps every active request in
-turn (prefill, then one token a step), handing each token to the event loop that submitted the
-request. Aborting marks the request; the worker drops it before its next step, which frees its
-KV cache. Runs on CPU or one GPU; the batched engine of the next milestone keeps this contract.
+One worker thread owns the model. Each iteration it takes new requests, drops aborted ones,
+prefills waiting requests into free slots (whole prompts up to a token budget, or one chunk of a
+long prompt, so prefill never stalls the decoding streams for long), then runs one decode step
+for every live request together and samples each row with its own parameters. Requests join
+and leave between steps. Memory is fixed at start: ``slots`` sequences of ``max_len`` tokens;
+when every slot is busy, new requests wait in a queue (``stats()["queued"]``).
+
+On CPU the same loop runs eagerly (the tests use it); on CUDA the decode step replays graphs.
+Transformers' own continuous batching was not used: it cannot restrict each request to its own
+allowed ids or seed each request, and its CUDA graphs need flash-attention kernels.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import queue
-import secrets
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from veena.plugins.spark.engine.base import FinishReason, SamplingParams, TokenRequest, TokenSet
+from veena.plugins.spark.engine.base import FinishReason, TokenRequest
+from veena.plugins.spark.engine.loading import load_causal_lm, resolve_dtype
+from veena.plugins.spark.engine.sampling import MaskTable, RowParams, max_top_k, request_key, sample
+from veena.plugins.spark.engine.static_model import StaticQwen2
+from veena.plugins.spark.engine.stream import End, QueueTokenStream, deliver_all, log_abort
 
 log = logging.getLogger("veena.spark.engine")
-_events = logging.getLogger("veena.events")
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class _End:
-    __slots__ = ("reason",)
+class _Seq:
+    """A request holding a slot: its prompt progress, last token and sampling state."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    __slots__ = ("stream", "req", "prefilled", "length", "last", "key", "mask_index", "started",
+                 "limit")
 
-
-class QueueTokenStream:
-    """Tokens handed from the worker thread to an asyncio queue on the submitting loop."""
-
-    def __init__(self, engine: TorchEngine, request: TokenRequest,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self.finish_reason: str | None = None
-        self.aborted = False
-        self.generated = 0
-        self._engine = engine
-        self._loop = loop
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._closed = False
-
-    def __aiter__(self) -> QueueTokenStream:
-        return self
-
-    async def __anext__(self) -> int:
-        if self._closed:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, int):
-            return item
-        self._closed = True
-        if isinstance(item, _End):
-            self.finish_reason = self.finish_reason or item.reason
-            raise StopAsyncIteration
-        raise item
-
-    def abort(self) -> None:
-        if self.finish_reason is None:
-            self.finish_reason = FinishReason.ABORTED
-        self.aborted = True  # read by the worker before the request's next step
-
-    # --- called on the worker thread ---
-
-    def _deliver(self, item: Any) -> bool:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-            return True
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.aborted = True
-            return False
-
-
-class _Slot:
-    __slots__ = ("stream", "req", "past", "next_input", "generator", "mask", "started")
-
-    def __init__(self, stream: QueueTokenStream) -> None:
+    def __init__(self, stream: QueueTokenStream, mask_index: int, max_len: int) -> None:
         self.stream = stream
         self.req = stream.request
-        self.past: Any = None
-        self.next_input: torch.Tensor | None = None
-        self.generator: torch.Generator | None = None
-        self.mask: torch.Tensor | None = None
+        self.prefilled = 0
+        """Prompt tokens already in the cache."""
+        self.length = 0
+        """Tokens in the cache (prompt, then generated)."""
+        self.last = 0
+        """The most recent sampled id: the next decode step's input."""
+        self.key = request_key(self.req.sampling.seed)
+        self.mask_index = mask_index
         self.started = time.perf_counter()
+        self.limit = min(self.req.max_new_tokens, max_len - len(self.req.prompt_ids))
+        """New tokens allowed: the request's cap, cut to what its slot can hold."""
 
 
 class TorchEngine:
-    """Hugging Face model + KV cache on one worker thread, requests stepped round-robin."""
+    """Batched decoding of concurrent requests on one device (CPU or one GPU)."""
 
     name = "torch"
 
     def __init__(self, llm_dir: Path, device: str = "cpu", dtype: str = "float32",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, slots: int = 64, max_len: int = 4096,
+                 prefill_tokens: int = 2048) -> None:
+        if slots < 1 or max_len < 2 or prefill_tokens < 1:
+            raise ValueError("slots, max_len and prefill_tokens must be positive")
         self.llm_dir = Path(llm_dir)
         self.device = torch.device(device)
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {list(DTYPES)}")
-        self.dtype = DTYPES[dtype]
+        self.dtype = resolve_dtype(dtype)
         self.threads = threads
-        self.model: Any = None
-        self.vocab_size = 0
+        self.slots = slots
+        self.max_len = max_len
+        self.prefill_tokens = prefill_tokens
+        self.model: StaticQwen2 | None = None
+        self.graphs: Any = None
+        self.masks: MaskTable | None = None
         self._inbox: queue.Queue[QueueTokenStream | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._masks: dict[int, tuple[TokenSet, torch.Tensor]] = {}
-        self._keep_arg: str | None = None
-        self._cache_arg = "past_key_values"
-        self._counts = {"submitted": 0, "completed": 0, "aborted": 0, "failed": 0, "tokens": 0}
-        self._active = 0
+        self._counts = {"submitted": 0, "completed": 0, "aborted": 0, "failed": 0, "tokens": 0,
+                        "steps": 0}
+        self._live: list[_Seq] = []
+        self._waiting: deque[_Seq] = deque()
+        self._batch = 0
+        self._rows: RowParams | None = None
+        self._rows_for: list[_Seq] = []
+        self._max_k = 1
 
     # --- lifecycle ---
 
@@ -124,172 +95,209 @@ class TorchEngine:
         self._thread.start()
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM
+        hf = load_causal_lm(self.llm_dir, self.device, self.dtype, self.threads)
+        self.model = StaticQwen2(hf, self.slots, self.max_len)
+        self.masks = MaskTable(self.model.vocab, self.device)
+        if self.device.type == "cuda":
+            from veena.plugins.spark.engine.decode_graphs import DecodeGraphs
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        model = AutoModelForCausalLM.from_pretrained(self.llm_dir, **_dtype_kwarg(self.dtype))
-        self.model = model.to(self.device).eval().requires_grad_(False)
-        self.vocab_size = self.model.get_output_embeddings().weight.shape[0]
-        params = inspect.signature(self.model.forward).parameters
-        self._keep_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in params), None)
-        # transformers 5.2x calls the KV cache argument ``cache``; earlier ones ``past_key_values``.
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+            t = time.perf_counter()
+            self.graphs = DecodeGraphs(self.model)
+            self.graphs.capture()
+            log.info("torch engine: captured %d decode graphs in %.1f s (KV cache %.2f GiB)",
+                     len(self.graphs.batches) * len(self.graphs.lengths),
+                     time.perf_counter() - t, self.model.cache_bytes / 2**30)
 
     async def close(self) -> None:
         if self._thread is not None:
             self._inbox.put(None)
             await asyncio.to_thread(self._thread.join, 30)
             self._thread = None
-        self.model = None
+        self.model = self.graphs = None
 
     def submit(self, request: TokenRequest) -> QueueTokenStream:
         if self._thread is None:
             raise RuntimeError("the torch engine is not started")
         if not request.prompt_ids:
             raise ValueError("empty prompt")
-        stream = QueueTokenStream(self, request, asyncio.get_running_loop())
+        if len(request.prompt_ids) >= self.max_len:
+            raise ValueError(f"prompt of {len(request.prompt_ids)} tokens does not fit a "
+                             f"{self.max_len}-token sequence")
+        stream = QueueTokenStream(request, asyncio.get_running_loop())
         self._counts["submitted"] += 1
         self._inbox.put(stream)
         return stream
 
     def stats(self) -> dict[str, Any]:
-        return {"engine": self.name, "active": self._active, "queued": self._inbox.qsize(),
-                **self._counts}
+        return {"engine": self.name, "active": len(self._live),
+                "queued": len(self._waiting) + self._inbox.qsize(), "batch_size": self._batch,
+                "slots": self.slots, **self._counts}
 
     # --- the worker ---
 
     def _run(self) -> None:
-        active: list[_Slot] = []
         while True:
+            if not self._take_inbox():
+                return
+            self._reap()
             try:
-                while True:
-                    item = self._inbox.get(block=not active)
-                    if item is None:
-                        for slot in active:
-                            self._drop(slot, FinishReason.ABORTED)
-                        self._drain_inbox()
-                        return
-                    active.append(_Slot(item))
-                    self._active = len(active)
-            except queue.Empty:
-                pass
-            for slot in list(active):
-                done = self._step(slot)
-                if done:
-                    active.remove(slot)
-                    self._active = len(active)
+                with torch.inference_mode():
+                    if self._waiting and len(self._live) < self.slots:
+                        self._prefill()
+                    if self._live:
+                        self._decode()
+            except Exception as exc:  # fail the batch, keep the worker alive
+                log.exception("torch engine step failed")
+                self._fail_all(exc)
 
-    def _drain_inbox(self) -> None:
+    def _take_inbox(self) -> bool:
+        """Moves submitted requests to the waiting queue; False on shutdown."""
+        block = not self._live and not self._waiting
+        try:
+            while True:
+                item = self._inbox.get(block=block)
+                block = False
+                if item is None:
+                    self._shutdown()
+                    return False
+                self._waiting.append(_Seq(item, self.masks.index(item.request.allowed),
+                                          self.max_len))
+        except queue.Empty:
+            return True
+
+    def _reap(self) -> None:
+        """Drops aborted requests, freeing their slots now."""
+        for seq in [s for s in self._waiting if s.stream.aborted]:
+            self._waiting.remove(seq)  # a half-prefilled prompt's slot is simply free again
+            self._abort(seq)
+        for i in reversed(range(len(self._live))):
+            if self._live[i].stream.aborted:
+                self._abort(self._remove(i))
+
+    def _prefill(self) -> None:
+        """Prefills waiting requests into the free slots after the live ones."""
+        first = len(self._live)
+        head = self._waiting[0]
+        remaining = len(head.req.prompt_ids) - head.prefilled
+        if head.prefilled or remaining > self.prefill_tokens:
+            batch = [head]  # a long prompt goes alone, one chunk per iteration
+            pieces = [min(remaining, self.prefill_tokens)]
+        else:
+            batch, pieces, budget = [], [], self.prefill_tokens
+            for seq in self._waiting:
+                n = len(seq.req.prompt_ids)
+                if len(batch) == self.slots - first or (batch and n > budget) or seq.prefilled:
+                    break
+                batch.append(seq)
+                pieces.append(n)
+                budget -= n
+        width = max(pieces)
+        start = batch[0].prefilled
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, (seq, n) in enumerate(zip(batch, pieces)):
+            ids[row, :n] = torch.tensor(seq.req.prompt_ids[seq.prefilled:seq.prefilled + n])
+        positions = start + torch.arange(width).expand(len(batch), width)
+        last = torch.tensor([n - 1 for n in pieces])
+        logits = self.model.forward(first, ids.to(self.device), positions.to(self.device),
+                                    start + width, last.to(self.device))
+        done = []
+        for seq, n in zip(batch, pieces):
+            seq.prefilled += n
+            seq.length = seq.prefilled
+            if seq.prefilled == len(seq.req.prompt_ids):
+                done.append(seq)
+        for _ in done:
+            self._waiting.popleft()
+        if done:
+            tokens = self._sample(logits[: len(done)], done)
+            self._live.extend(done)
+            self._emit(done, tokens)
+
+    def _decode(self) -> None:
+        """One decode step for every live request."""
+        live = self._live
+        ids = torch.tensor([s.last for s in live], dtype=torch.long).to(self.device, non_blocking=True)
+        pos = torch.tensor([s.length for s in live], dtype=torch.long).to(self.device, non_blocking=True)
+        longest = max(s.length for s in live) + 1
+        if self.graphs is not None:
+            logits = self.graphs.step(ids, pos, longest)
+        else:
+            logits = self.model.forward(0, ids[:, None], pos[:, None], longest)
+        for s in live:
+            s.length += 1
+        self._batch = len(live)
+        self._counts["steps"] += 1
+        self._emit(list(live), self._sample(logits, live))
+
+    def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[int]:
+        if self._rows_for != seqs:  # rebuild only when the batch changed
+            self._rows = RowParams.build([s.req.sampling for s in seqs], [s.key for s in seqs],
+                                         [s.stream.generated for s in seqs],
+                                         [s.mask_index for s in seqs], self.model.vocab, self.device)
+            self._rows_for = list(seqs)
+            self._max_k = max_top_k([s.req for s in seqs])
+        tokens = sample(logits, self._rows, self.masks.table, self._max_k)
+        self._rows.step += 1
+        return tokens.tolist()
+
+    def _emit(self, seqs: list[_Seq], tokens: list[int]) -> None:
+        """Delivers each row's token, ends finished requests and frees their slots."""
+        out: list[tuple[QueueTokenStream, Any]] = []
+        finished: list[_Seq] = []
+        for seq, token in zip(seqs, tokens):
+            stream = seq.stream
+            if token in seq.req.stop_ids:
+                out.append((stream, End(FinishReason.STOP)))
+                finished.append(seq)
+                continue
+            stream.generated += 1
+            self._counts["tokens"] += 1
+            seq.last = token
+            out.append((stream, token))
+            if stream.generated >= seq.limit:
+                out.append((stream, End(FinishReason.LENGTH)))
+                finished.append(seq)
+        deliver_all(out)
+        if finished:
+            self._counts["completed"] += len(finished)
+            gone = {id(s) for s in finished}
+            for i in reversed(range(len(self._live))):
+                if id(self._live[i]) in gone:
+                    self._remove(i)
+
+    def _remove(self, i: int) -> _Seq:
+        """Takes live request ``i`` out, moving the last live request into its slot."""
+        live = self._live
+        seq = live[i]
+        end = len(live) - 1
+        if i != end:
+            self.model.move(end, i)
+            live[i] = live[end]
+        live.pop()
+        if self._waiting and self._waiting[0].prefilled:  # keep a half-prefilled prompt packed
+            self.model.move(end + 1, end)
+        return seq
+
+    def _abort(self, seq: _Seq) -> None:
+        self._counts["aborted"] += 1
+        seq.stream.deliver(End(FinishReason.ABORTED))
+        log_abort(seq.req, seq.stream.generated, len(self._live), seq.started)
+
+    def _fail_all(self, exc: Exception) -> None:
+        failed = self._live + list(self._waiting)
+        self._live, self._waiting = [], deque()
+        self._rows_for = []
+        self._counts["failed"] += len(failed)
+        deliver_all((s.stream, exc) for s in failed)
+
+    def _shutdown(self) -> None:
+        for seq in self._live + list(self._waiting):
+            self._abort(seq)
+        self._live, self._waiting = [], deque()
         while True:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
             if item is not None:
-                item._deliver(_End(FinishReason.ABORTED))
-
-    def _step(self, slot: _Slot) -> bool:
-        """One prefill or decode step of one request; True when the request is finished."""
-        stream, req = slot.stream, slot.req
-        if stream.aborted:
-            self._drop(slot, FinishReason.ABORTED)
-            return True
-        try:
-            with torch.inference_mode():
-                if slot.past is None:
-                    self._prepare(slot)
-                    ids = torch.tensor([req.prompt_ids], dtype=torch.long, device=self.device)
-                else:
-                    ids = slot.next_input
-                kwargs = {self._keep_arg: 1} if self._keep_arg else {}
-                kwargs[self._cache_arg] = slot.past
-                out = self.model(input_ids=ids, use_cache=True, **kwargs)
-                slot.past = _returned_cache(out, slot.past)
-                token = sample_token(out.logits[0, -1], req.sampling, slot.mask, slot.generator)
-        except Exception as exc:  # a broken request must not take the worker down
-            log.exception("torch engine step failed", extra={"request_id": req.request_id})
-            self._counts["failed"] += 1
-            stream._deliver(exc)
-            return True
-        if token in req.stop_ids:
-            return self._finish(slot, FinishReason.STOP)
-        stream.generated += 1
-        self._counts["tokens"] += 1
-        stream._deliver(token)
-        if stream.generated >= req.max_new_tokens:
-            return self._finish(slot, FinishReason.LENGTH)
-        slot.next_input = torch.tensor([[token]], dtype=torch.long, device=self.device)
-        return False
-
-    def _prepare(self, slot: _Slot) -> None:
-        from transformers import DynamicCache
-
-        req = slot.req
-        slot.past = DynamicCache()
-        seed = req.sampling.seed if req.sampling.seed is not None else secrets.randbits(63)
-        slot.generator = torch.Generator(device=self.device).manual_seed(seed)
-        slot.mask = self._mask(req.allowed, req.stop_ids)
-
-    def _mask(self, allowed: TokenSet | None, stop_ids: tuple[int, ...]) -> torch.Tensor | None:
-        if allowed is None:
-            return None
-        cached = self._masks.get(id(allowed))
-        if cached is not None and cached[0] is allowed:
-            return cached[1]
-        mask = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
-        mask[torch.tensor([i for i in allowed.ids if i < self.vocab_size], dtype=torch.long)] = True
-        self._masks[id(allowed)] = (allowed, mask)
-        return mask
-
-    def _finish(self, slot: _Slot, reason: str) -> bool:
-        self._counts["completed"] += 1
-        slot.stream._deliver(_End(reason))
-        slot.past = None
-        return True
-
-    def _drop(self, slot: _Slot, reason: str) -> None:
-        slot.past = None  # frees the KV cache now
-        self._counts["aborted"] += 1
-        slot.stream._deliver(_End(reason))
-        _events.info("spark.engine_aborted", extra={
-            "request_id": slot.req.request_id.split(":", 1)[0], "engine_request": slot.req.request_id,
-            "generated": slot.stream.generated, "max_new_tokens": slot.req.max_new_tokens,
-            "active": max(0, self._active - 1),
-            "ms": round((time.perf_counter() - slot.started) * 1000, 1)})
-
-
-def sample_token(logits: torch.Tensor, params: SamplingParams, mask: torch.Tensor | None,
-                 generator: torch.Generator | None) -> int:
-    """Temperature, then top-k, then top-p (nucleus) sampling over the allowed ids."""
-    logits = logits.float()
-    if mask is not None:
-        logits = logits.masked_fill(~mask[: logits.shape[-1]], float("-inf"))
-    if params.temperature <= 0:
-        return int(torch.argmax(logits))
-    logits = logits / params.temperature
-    # Masked ids are -inf: if fewer than k ids are allowed, the extra picks get probability 0.
-    k = min(params.top_k, logits.shape[-1]) if params.top_k > 0 else logits.shape[-1]
-    values, indices = torch.topk(logits, k)
-    probs = torch.softmax(values, dim=-1)
-    if params.top_p < 1.0:
-        before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above
-        probs = torch.where(before < params.top_p, probs, torch.zeros_like(probs))
-    choice = torch.multinomial(probs, 1, generator=generator)
-    return int(indices[choice])
-
-
-def _returned_cache(out: Any, given: Any) -> Any:
-    for name in ("cache", "past_key_values"):
-        value = getattr(out, name, None)
-        if value is not None:
-            return value
-    return given  # a Cache object is updated in place
-
-
-def _dtype_kwarg(dtype: torch.dtype) -> dict[str, Any]:
-    """``dtype=`` on transformers that know it (4.56+), ``torch_dtype=`` before."""
-    import transformers
-
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+                item.deliver(End(FinishReason.ABORTED))

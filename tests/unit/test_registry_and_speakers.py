@@ -43,3 +43,23 @@ def test_clashing_alias_is_rejected():
     cat = SpeakerCatalog([Speaker(name="a", aliases=("x",))])
     with pytest.raises(ConfigError, match="already used"):
         cat.add(Speaker(name="b", aliases=("X",)))
+
+
+def test_operators_add_voice_folders_and_clashes_stop_start_up(tmp_path):
+    from veena.platform.config import parse_config
+    from veena.platform.plugins import build_runtime
+
+    (tmp_path / "studio.toml").write_text(
+        'name = "studio"\naliases = ["house"]\nlanguages = ["en"]\ngender = "male"\n'
+        'description = "An operator voice"\n[synthesizers.espeak]\nvoice = "en-us"\n')
+    runtime = build_runtime(parse_config({"plugins": {"catalog": {"folders": [str(tmp_path)]}}}))
+    assert runtime.speakers.resolve("HOUSE").name == "studio"
+    assert runtime.speakers.resolve("kavya").name == "kavya"
+
+    (tmp_path / "clash.toml").write_text(
+        'name = "clash"\naliases = ["Kavya"]\nlanguages = ["en"]\ngender = "female"\n'
+        'description = "Clashes"\n[synthesizers.espeak]\nvoice = "en-us"\n')
+    with pytest.raises(ConfigError, match="already used"):
+        build_runtime(parse_config({"plugins": {"catalog": {"folders": [str(tmp_path)]}}}))
+    with pytest.raises(ConfigError, match="not a folder"):
+        build_runtime(parse_config({"plugins": {"catalog": {"folders": [str(tmp_path / "no")]}}}))

@@ -1,0 +1,161 @@
+"""Veena3's GPU pieces in isolation: one LLM decode step and one BiCodec window per batch size.
+
+    python tests/performance/bench_spark_gpu.py [--ckpt DIR] [--batches 1,8,32,64]
+
+Builds (or reuses) a full-size random checkpoint (Qwen2.5-0.5B shape, 166000-token vocabulary,
+the released BiCodec config) and prints, per batch size:
+  - LLM decode step (ms): plain Hugging Face (DynamicCache, eager), the static-cache model
+    eager, and the static-cache model replaying a CUDA graph (with sampling);
+  - BiCodec decode of one 73-token window per row (ms), float32 and bfloat16.
+Needs a CUDA GPU. Results and the card go into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+CONTEXT = 300
+"""Tokens already in each row's cache when the step is timed (a prompt plus some speech)."""
+
+
+def timed(fn, repeat: int = 30) -> float:
+    """Median milliseconds of ``fn`` over ``repeat`` runs after warm-up, GPU work included."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
+    from transformers import DynamicCache
+
+    from veena.plugins.spark.engine.base import SamplingParams
+    from veena.plugins.spark.engine.decode_graphs import DecodeGraphs
+    from veena.plugins.spark.engine.loading import load_causal_lm
+    from veena.plugins.spark.engine.sampling import MaskTable, RowParams, sample
+    from veena.plugins.spark.engine.static_model import StaticQwen2
+
+    import inspect
+
+    dev = torch.device("cuda")
+    hf = load_causal_lm(ckpt / "LLM", dev, torch.bfloat16, None)
+    cache_arg = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
+    static = StaticQwen2(hf, slots=max(batches), max_len=4096)
+    graphs = DecodeGraphs(static)
+    t = time.perf_counter()
+    graphs.capture()
+    capture_s = time.perf_counter() - t
+    check_graphs(hf, static, graphs)
+    masks = MaskTable(static.vocab, dev)
+    allowed = masks.index(_semantic_set(static.vocab))
+    rows_out = []
+    for b in batches:
+        ids = torch.randint(0, 1000, (b,), device=dev)
+        pos = torch.full((b,), CONTEXT, device=dev)
+        rows = RowParams.build([SamplingParams()] * b, list(range(b)), [0] * b, [allowed] * b,
+                               static.vocab, dev)
+        with torch.inference_mode():
+            prompt = torch.randint(0, 1000, (b, CONTEXT), device=dev)
+            cache = DynamicCache()
+            hf(input_ids=prompt, use_cache=True, **{cache_arg: cache})
+            length = cache.get_seq_length()
+
+            def hf_step():
+                cache.crop(length)
+                hf(input_ids=ids[:, None], use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+
+            def eager_step():
+                static.forward(0, ids[:, None], pos[:, None], CONTEXT + 1)
+
+            def graph_step():
+                sample(graphs.step(ids, pos, CONTEXT + 1), rows, masks.table, 50).tolist()
+
+            rows_out.append({"batch": b, "hf eager ms": timed(hf_step, 10),
+                             "static eager ms": timed(eager_step),
+                             "static graph+sample ms": timed(graph_step)})
+    print(f"captured {len(graphs.batches) * len(graphs.lengths)} graphs in {capture_s:.1f} s; "
+          f"KV cache {static.cache_bytes / 2**30:.2f} GiB")
+    return rows_out
+
+
+def check_graphs(hf, static, graphs) -> None:
+    """Prefills 4 prompts into the static cache, replays one graph step, and compares the
+    logits with Hugging Face's forward over prompt + token (bf16: small differences)."""
+    dev = static.device
+    with torch.inference_mode():
+        prompts = torch.randint(0, 1000, (4, 50), device=dev)
+        static.forward(0, prompts, torch.arange(50, device=dev).expand(4, 50), 50)
+        nxt = torch.randint(0, 1000, (4,), device=dev)
+        got = graphs.step(nxt, torch.full((4,), 50, device=dev), 51).clone()
+        want = hf(input_ids=torch.cat([prompts, nxt[:, None]], 1)).logits[:, -1].float()
+    err = (got - want).abs().max().item()
+    agree = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
+    print(f"graph step vs Hugging Face forward: max |logit diff| {err:.4f} "
+          f"(logit scale {want.abs().max().item():.2f}), argmax agreement {agree:.2f}")
+
+
+def _semantic_set(vocab: int):
+    from veena.plugins.spark.engine.base import TokenSet
+
+    return TokenSet("semantic", tuple(range(vocab - 8192, vocab)))
+
+
+def decoder_rows(ckpt: Path, batches: list[int]) -> list[dict]:
+    from veena.plugins.spark.bicodec import BiCodecDecoder
+
+    out = []
+    models = {name: BiCodecDecoder.from_pretrained(ckpt / "BiCodec", device="cuda", dtype=dtype)
+              for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+    for b in batches:
+        row = {"batch": b}
+        for name, model in models.items():
+            tokens = torch.randint(0, 8192, (b, 73), device="cuda")
+            with torch.inference_mode():
+                d = model.speaker_embedding(torch.randint(0, 4096, (b, 32), device="cuda"))
+                row[f"bicodec {name} ms"] = timed(lambda: model.decode_with_embedding(tokens, d))
+        out.append(row)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k])
+                                       for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", type=Path, default=None)
+    ap.add_argument("--batches", default="1,8,32,64")
+    args = ap.parse_args()
+    from veena.plugins.spark.checkpoint import write_random_checkpoint
+
+    ckpt = args.ckpt or Path(tempfile.mkdtemp(prefix="veena3-full-"))
+    if not (ckpt / "LLM").exists():
+        write_random_checkpoint(ckpt, "full")
+    batches = [int(b) for b in args.batches.split(",")]
+    print(torch.cuda.get_device_name(), "torch", torch.__version__)
+    print(table(llm_rows(ckpt, batches)))
+    print(table(decoder_rows(ckpt, batches)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Veena3 through the real HTTP server on a GPU: time to first audio byte, real-time factor per
+stream and audio seconds per GPU second, at several concurrency levels, per engine.
+
+    python tests/performance/bench_spark_http.py [--ckpt DIR] [--engines torch,hf]
+        [--levels 1,8,32,64] [--baseline-levels 1,8] [--tokens 250]
+
+Builds (or reuses) a full-size random checkpoint and a voice with pinned global tokens (so the
+first audio needs no global-token phase), then for each engine starts ``veena serve`` on
+loopback and sends N concurrent streaming ``pcm`` requests of a fixed ``max_tokens`` each
+(random weights rarely pick a stop token, so nearly every request yields the same audio length;
+the real length is what is counted). Per level it prints time to first audio byte p50/p95, the
+real-time factor (request time / audio time) p50 and worst, audio seconds per wall second, and
+GPU memory in use. The ``hf`` baseline (plain Hugging Face decoding, one request per step) runs
+only at ``--baseline-levels``: at 64 streams it needs minutes per level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.conftest import Server  # noqa: E402
+
+TEXT = "Veena speaks Hindi, Telugu and English, and streams audio while it is being generated."
+PINNED = [(37 * i + 11) % 4096 for i in range(32)]
+BYTES_PER_SECOND = 16000 * 2
+
+
+class GpuServer(Server):
+    def _wait(self, timeout: float = 900.0) -> None:  # model load and CUDA graph capture
+        super()._wait(timeout)
+
+
+def write_voice(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.toml").write_text(
+        'name = "bench"\nlanguages = ["hi", "te", "en"]\ngender = "female"\n'
+        'description = "Benchmark voice with pinned global tokens"\n'
+        '[synthesizers.espeak]\nvoice = "en-us"\n'
+        '[synthesizers.spark]\ntask = "controllable_tts"\n'
+        'control = ["<|gender_0|>", "<|pitch_label_3|>", "<|speed_label_3|>"]\n'
+        f"global_tokens = {PINNED}\n")
+    return folder
+
+
+async def one(client: httpx.AsyncClient, tokens: int, seed: int) -> tuple[float, float, int]:
+    body = {"text": TEXT, "speaker": "bench", "format": "pcm", "max_tokens": tokens,
+            "seed": seed, "normalize": False}
+    t0 = time.perf_counter()
+    ttfb, size = None, 0
+    async with client.stream("POST", "/v1/tts/generate", json=body) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code}: {(await r.aread())[:300]!r}")
+        async for chunk in r.aiter_raw():
+            if ttfb is None and chunk:
+                ttfb = time.perf_counter() - t0
+            size += len(chunk)
+    return ttfb or float("nan"), time.perf_counter() - t0, size
+
+
+async def level(url: str, n: int, tokens: int) -> dict:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+        await one(client, 20, 0)  # warm the connection pool
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(client, tokens, i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    ttfb = sorted(r[0] * 1000 for r in results)
+    audio = [r[2] / BYTES_PER_SECOND for r in results]
+    rtf = sorted(r[1] / a for r, a in zip(results, audio) if a > 0)
+    return {"streams": n, "ttfb p50 ms": statistics.median(ttfb),
+            "ttfb p95 ms": ttfb[min(n - 1, round(0.95 * (n - 1)))],
+            "rtf p50": statistics.median(rtf), "rtf worst": rtf[-1],
+            "audio s": sum(audio), "audio s per s": sum(audio) / wall,
+            "gpu MiB": gpu_memory_mib()}
+
+
+def gpu_memory_mib() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout
+        return int(out.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return -1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", type=Path, default=None)
+    ap.add_argument("--engines", default="torch,hf")
+    ap.add_argument("--levels", default="1,8,32,64")
+    ap.add_argument("--baseline-levels", default="1,8")
+    ap.add_argument("--tokens", type=int, default=250)
+    args = ap.parse_args()
+    from veena.plugins.spark.checkpoint import write_random_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="veena-bench-"))
+    ckpt = args.ckpt or work / "veena3-full"
+    if not (ckpt / "LLM").exists():
+        write_random_checkpoint(ckpt, "full")
+    voices = write_voice(work / "voices")
+    print(f"{'engine':<7}{'streams':>8}{'ttfb p50':>10}{'ttfb p95':>10}{'rtf p50':>9}"
+          f"{'rtf max':>9}{'audio s':>9}{'audio/s':>9}{'GPU MiB':>9}", flush=True)
+    for engine in args.engines.split(","):
+        config = (f'[stages]\nsynthesizer = "spark"\n[plugins.spark]\nmodel_path = "{ckpt}"\n'
+                  f'engine = "{engine}"\n[plugins.catalog]\nfolders = ["{voices}"]\n')
+        server = GpuServer(config, tmp=work)
+        levels = args.levels if engine != "hf" else args.baseline_levels
+        try:
+            for n in (int(x) for x in levels.split(",")):
+                r = asyncio.run(level(server.url, n, args.tokens))
+                print(f"{engine:<7}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
+                      f"{r['rtf p50']:>9.3f}{r['rtf worst']:>9.3f}{r['audio s']:>9.1f}"
+                      f"{r['audio s per s']:>9.1f}{r['gpu MiB']:>9}", flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ ramp, so any remaining difference fades instead of stepping.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,10 @@ class WindowPlan:
     first_block: int = 10
     """Tokens in the first block: small, for time to first audio."""
     block: int = 25
-    """Tokens in every later block."""
+    """Tokens in every later block, once the ramp reaches it."""
+    ramp: float = 1.5
+    """A later block holds at most ``ramp`` x the tokens emitted before it, so the audio already
+    sent covers the wait for the next block at up to 1/ramp of real time: 10, 15, 25, 25..."""
     crossfade: int = 160
     """Samples blended where consecutive windows overlap (at most ``lookahead * hop``)."""
     hop: int = 320
@@ -40,6 +44,8 @@ class WindowPlan:
     def __post_init__(self) -> None:
         if min(self.left, self.lookahead) < 0 or min(self.first_block, self.block) < 1:
             raise ValueError("window sizes must be non-negative and blocks at least one token")
+        if self.ramp <= 0:
+            raise ValueError("ramp must be positive")
         if not 0 <= self.crossfade <= self.lookahead * self.hop:
             raise ValueError(f"crossfade ({self.crossfade} samples) must fit in the lookahead "
                              f"({self.lookahead} tokens = {self.lookahead * self.hop} samples)")
@@ -48,6 +54,22 @@ class WindowPlan:
     def max_window(self) -> int:
         """The most tokens one decoder call ever sees."""
         return self.left + max(self.first_block, self.block) + self.lookahead
+
+    def block_after(self, emitted: int) -> int:
+        """Tokens in the block that follows ``emitted`` emitted tokens."""
+        if emitted == 0:
+            return self.first_block
+        return max(1, min(self.block, math.ceil(self.ramp * emitted)))
+
+    def window_lengths(self) -> list[int]:
+        """Token counts of the windows a long utterance decodes (last windows aside)."""
+        lengths, emitted = set(), 0
+        while True:
+            block = self.block_after(emitted)
+            lengths.add(min(emitted, self.left) + block + self.lookahead)
+            if block == self.block and emitted >= self.left:
+                return sorted(lengths)  # every later window is this one's size
+            emitted += block
 
     def first_audio_after(self) -> int:
         """Tokens that must be generated before the first block can leave (if the utterance
@@ -118,7 +140,7 @@ class StreamingDecoder:
         p, e, n = self.plan, self._emitted, self.received
         if e >= n:
             return None
-        block = p.first_block if e == 0 else p.block
+        block = p.block_after(e)
         if not self._finished and n < e + block + p.lookahead:
             return None
         emit_to = min(n, e + block)

@@ -10,8 +10,10 @@ engine request at once (synchronously, in ``finally``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -58,6 +60,7 @@ class DecoderRunner:
         self._speakers: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._waiting: list[tuple[tuple[int, ...], Any, asyncio.Future]] = []
         self._in_flight = 0
+        self._streams = threading.local()
         self.batches = 0
         self.windows = 0
 
@@ -108,19 +111,44 @@ class DecoderRunner:
                     future.set_exception(error)
         self._launch()
 
+    def warm_up(self, lengths: Sequence[int]) -> None:
+        """Decodes windows of ``lengths`` at a few batch sizes, so the first requests do not
+        pay for loading kernels (CUDA only; blocking)."""
+        if self.device.type != "cuda":
+            return
+        d = self._speaker(tuple(range(32)))
+        for rows in sorted({1, 8, self.max_batch}):
+            for n in lengths:
+                self._decode([tuple(range(n))] * rows, [d] * rows)
+
+    def _gpu_stream(self) -> contextlib.AbstractContextManager:
+        """On CUDA, this worker thread's own stream: decoder kernels then overlap the LLM's
+        decode steps instead of queueing behind them on the default stream."""
+        import torch
+
+        if self.device.type != "cuda":
+            return contextlib.nullcontext()
+        stream = getattr(self._streams, "stream", None)
+        if stream is None:
+            stream = self._streams.stream = torch.cuda.Stream(self.device)
+        return torch.cuda.stream(stream)
+
     def _speaker(self, key: tuple[int, ...]) -> Any:
         import torch
 
-        with torch.inference_mode():
-            return self.decoder.speaker_embedding(torch.tensor([key], device=self.device))
+        with torch.inference_mode(), self._gpu_stream():
+            d = self.decoder.speaker_embedding(torch.tensor([key], device=self.device))
+            if self.device.type == "cuda":
+                torch.cuda.current_stream().synchronize()  # other streams will read it
+        return d
 
     def _decode(self, windows: list[tuple[int, ...]], d_vectors: list[Any]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._gpu_stream():
             ids = torch.tensor(windows, dtype=torch.long, device=self.device)
             wav = self.decoder.decode_with_embedding(ids, torch.cat(d_vectors))
-        return wav.float().cpu().numpy()
+            return wav.float().cpu().numpy()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -212,6 +240,7 @@ class SparkSynthesizer:
         if decoder.hop_length != self.plan.hop:
             raise ValueError(f"BiCodec hop {decoder.hop_length} != {self.plan.hop}")
         runner = DecoderRunner(decoder, torch.device(device), cfg.decode_workers)
+        runner.warm_up(self.plan.window_lengths())
         options: dict[str, Any] = {"dtype": cfg.resolved_dtype(device)}
         if cfg.engine in ("torch", "hf"):
             options.update(device=device, threads=cfg.threads or (1 if device == "cpu" else None))

@@ -132,6 +132,61 @@ def decoder_rows(ckpt: Path, batches: list[int]) -> list[dict]:
     return out
 
 
+def bf16_error(ckpt: Path) -> None:
+    """How far a bfloat16 BiCodec decode is from the float32 one (same random window)."""
+    from veena.plugins.spark.bicodec import BiCodecDecoder
+
+    out = {}
+    tokens = torch.randint(0, 8192, (1, 73), device="cuda", generator=None)
+    glob = torch.randint(0, 4096, (1, 32), device="cuda")
+    for dtype in (torch.float32, torch.bfloat16):
+        model = BiCodecDecoder.from_pretrained(ckpt / "BiCodec", device="cuda", dtype=dtype)
+        with torch.inference_mode():
+            out[dtype] = model(tokens, glob).float()
+    ref, err = out[torch.float32], (out[torch.bfloat16] - out[torch.float32])
+    snr = 10 * torch.log10(ref.pow(2).mean() / err.pow(2).mean()).item()
+    print(f"BiCodec bfloat16 vs float32: max |diff| {err.abs().max().item():.2e} "
+          f"({err.abs().max().item() * 32768:.1f} int16 LSB), SNR {snr:.1f} dB, "
+          f"peak {ref.abs().max().item():.3f}")
+
+
+def engine_rows(ckpt: Path, streams: list[int], tokens: int = 250) -> list[dict]:
+    """The torch engine alone (no HTTP, no decoder): N requests of ``tokens`` tokens each."""
+    import asyncio
+
+    from veena.plugins.spark.engine import TokenRequest, SamplingParams, create_engine
+
+    async def run() -> list[dict]:
+        engine = create_engine("torch", ckpt / "LLM", device="cuda", dtype="bfloat16")
+        await engine.start()
+        rows = []
+        try:
+            for n in streams:
+                firsts, ends = [], []
+
+                async def one(i: int) -> None:
+                    t0, first = time.perf_counter(), None
+                    s = engine.submit(TokenRequest(f"b{n}-{i}", tuple(range(100, 200)), tokens,
+                                                   SamplingParams(seed=i)))
+                    async for _ in s:
+                        first = first or time.perf_counter() - t0
+                    firsts.append(first)
+                    ends.append(time.perf_counter() - t0)
+
+                t = time.perf_counter()
+                await asyncio.gather(*(one(i) for i in range(n)))
+                wall = time.perf_counter() - t
+                steps = engine.stats()["steps"]
+                rows.append({"streams": n, "first token ms p50": statistics.median(firsts) * 1000, "ms per token (1 stream view)":
+                    statistics.median(ends) * 1000 / tokens, "tokens/s total": n * tokens / wall,
+                    "steps": steps})
+        finally:
+            await engine.close()
+        return rows
+
+    return asyncio.run(run())
+
+
 def table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -155,6 +210,8 @@ def main() -> None:
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
     print(table(llm_rows(ckpt, batches)))
     print(table(decoder_rows(ckpt, batches)))
+    bf16_error(ckpt)
+    print(table(engine_rows(ckpt, batches)))
 
 
 if __name__ == "__main__":

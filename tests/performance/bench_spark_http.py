@@ -4,6 +4,8 @@ stream and audio seconds per GPU second, at several concurrency levels, per engi
     python tests/performance/bench_spark_http.py [--ckpt DIR] [--engines torch,hf]
         [--levels 1,8,32,64] [--baseline-levels 1,8] [--tokens 250]
 
+An engine may name the BiCodec dtype too: ``--engines torch,torch:bfloat16,hf``.
+
 Builds (or reuses) a full-size random checkpoint and a voice with pinned global tokens (so the
 first audio needs no global-token phase), then for each engine starts ``veena serve`` on
 loopback and sends N concurrent streaming ``pcm`` requests of a fixed ``max_tokens`` each
@@ -70,7 +72,7 @@ async def one(client: httpx.AsyncClient, tokens: int, seed: int) -> tuple[float,
 async def level(url: str, n: int, tokens: int) -> dict:
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
-        await one(client, 20, 0)  # warm the connection pool
+        await one(client, tokens, 0)  # warm the connection pool
         t0 = time.perf_counter()
         results = await asyncio.gather(*(one(client, tokens, i) for i in range(n)))
         wall = time.perf_counter() - t0
@@ -108,17 +110,20 @@ def main() -> None:
     if not (ckpt / "LLM").exists():
         write_random_checkpoint(ckpt, "full")
     voices = write_voice(work / "voices")
-    print(f"{'engine':<7}{'streams':>8}{'ttfb p50':>10}{'ttfb p95':>10}{'rtf p50':>9}"
+    print(f"{'engine':<15}{'streams':>8}{'ttfb p50':>10}{'ttfb p95':>10}{'rtf p50':>9}"
           f"{'rtf max':>9}{'audio s':>9}{'audio/s':>9}{'GPU MiB':>9}", flush=True)
-    for engine in args.engines.split(","):
+    for variant in args.engines.split(","):
+        engine, _, decoder_dtype = variant.partition(":")  # e.g. "torch:bfloat16"
         config = (f'[stages]\nsynthesizer = "spark"\n[plugins.spark]\nmodel_path = "{ckpt}"\n'
-                  f'engine = "{engine}"\n[plugins.catalog]\nfolders = ["{voices}"]\n')
+                  f'engine = "{engine}"\n'
+                  + (f'decoder_dtype = "{decoder_dtype}"\n' if decoder_dtype else "")
+                  + f'[plugins.catalog]\nfolders = ["{voices}"]\n')
         server = GpuServer(config, tmp=work)
         levels = args.levels if engine != "hf" else args.baseline_levels
         try:
             for n in (int(x) for x in levels.split(",")):
                 r = asyncio.run(level(server.url, n, args.tokens))
-                print(f"{engine:<7}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
+                print(f"{variant:<15}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
                       f"{r['rtf p50']:>9.3f}{r['rtf worst']:>9.3f}{r['audio s']:>9.1f}"
                       f"{r['audio s per s']:>9.1f}{r['gpu MiB']:>9}", flush=True)
         finally:

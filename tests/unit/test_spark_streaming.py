@@ -170,3 +170,19 @@ def test_default_window_seam_error_on_a_real_decoder():
     assert len(windows) > 4
     assert np.abs(streamed - whole).max() < 1e-3
     assert np.abs(short - whole).max() > 10 * np.abs(streamed - whole).max()  # context matters
+
+
+def test_blocks_ramp_up_so_the_audio_sent_covers_the_next_wait():
+    plan = WindowPlan(left=24, lookahead=24, first_block=10, block=25, ramp=1.5)
+    tokens = list(range(200))
+    _, windows = run(plan, tokens, push_sizes=[1] * 200)
+    blocks = [w.emit_to - w.emit_from for w in windows]
+    assert blocks[:4] == [10, 15, 25, 25]
+    sent = np.cumsum(blocks)
+    assert all(b <= 1.5 * e for b, e in zip(blocks[1:], sent[:-1]))
+
+
+def test_window_lengths_are_those_a_long_stream_decodes():
+    plan = WindowPlan()
+    _, windows = run(plan, list(range(400)), push_sizes=[1] * 400)
+    assert set(plan.window_lengths()) == {w.stop - w.start for w in windows[:-2]} == {34, 49, 73}

@@ -104,9 +104,22 @@ class TorchEngine:
             t = time.perf_counter()
             self.graphs = DecodeGraphs(self.model)
             self.graphs.capture()
+            self._warm_prefill()
             log.info("torch engine: captured %d decode graphs in %.1f s (KV cache %.2f GiB)",
                      len(self.graphs.batches) * len(self.graphs.lengths),
                      time.perf_counter() - t, self.model.cache_bytes / 2**30)
+
+    def _warm_prefill(self) -> None:
+        """Runs prefill once at typical shapes, so the first requests do not pay for loading
+        kernels. Writes junk into free slots: call before serving."""
+        with torch.inference_mode():
+            for rows in (1, min(8, self.slots)):
+                for width in (32, 128, 512):
+                    if width < self.max_len:
+                        ids = torch.zeros(rows, width, dtype=torch.long, device=self.device)
+                        pos = torch.arange(width, device=self.device).expand(rows, width)
+                        self.model.forward(0, ids, pos, width)
+        torch.cuda.synchronize(self.device)
 
     async def close(self) -> None:
         if self._thread is not None:

@@ -63,8 +63,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Tokens of left context per decoder window (seam error measured in
     docs/benchmarks.md: 24 is within 0.2 int16 LSB of a whole-utterance decode)."""
     window_lookahead: int = 24
-    first_block: int = 10
-    """Tokens in the first emitted block (200 ms; leaves after first_block + lookahead tokens)."""
+    first_block: int = 6
+    """Tokens in the first emitted block (120 ms; leaves once first_block + lookahead = 30
+    tokens exist). Later blocks ramp up (x1.5: 6, 9, 23, 25 ...) so the audio already sent
+    covers the wait for the next block at up to 2/3 of real time."""
     block: int = 25
     """Tokens in every later block (500 ms)."""
     crossfade_ms: float = 10.0

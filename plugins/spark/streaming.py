@@ -29,7 +29,7 @@ class WindowPlan:
     """Tokens of context decoded before the emitted block (dropped from the output)."""
     lookahead: int = 24
     """Tokens that must exist after a block before it is emitted (decoded, then dropped)."""
-    first_block: int = 10
+    first_block: int = 6
     """Tokens in the first block: small, for time to first audio."""
     block: int = 25
     """Tokens in every later block, once the ramp reaches it."""

@@ -45,7 +45,7 @@ def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
     from transformers import DynamicCache
 
     from veena.plugins.spark.engine.base import SamplingParams
-    from veena.plugins.spark.engine.decode_graphs import DecodeGraphs
+    from veena.plugins.spark.engine.cuda_graphs import DecodeGraphs, PrefillGraphs
     from veena.plugins.spark.engine.loading import load_causal_lm
     from veena.plugins.spark.engine.sampling import MaskTable, RowParams, sample
     from veena.plugins.spark.engine.static_model import StaticQwen2
@@ -56,11 +56,13 @@ def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
     hf = load_causal_lm(ckpt / "LLM", dev, torch.bfloat16, None)
     cache_arg = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
     static = StaticQwen2(hf, slots=max(batches), max_len=4096)
-    graphs = DecodeGraphs(static)
+    pool = torch.cuda.graph_pool_handle()
+    graphs, prefill = DecodeGraphs(static, pool), PrefillGraphs(static, pool)
     t = time.perf_counter()
     graphs.capture()
+    prefill.capture()
     capture_s = time.perf_counter() - t
-    check_graphs(hf, static, graphs)
+    check_graphs(hf, static, graphs, prefill)
     masks = MaskTable(static.vocab, dev)
     allowed = masks.index(_semantic_set(static.vocab))
     rows_out = []
@@ -85,21 +87,33 @@ def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
             def graph_step():
                 sample(graphs.step(ids, pos, CONTEXT + 1), rows, masks.table, 50).tolist()
 
+            prompts = [tuple(range(100))] * b
+
+            def prefill_eager():
+                static.prefill(torch.arange(b, device=dev), prompt[:, :100], torch.full((b,), 99, device=dev))
+
+            def prefill_graph():
+                prefill.run(list(range(b)), prompts)
+
             rows_out.append({"batch": b, "hf eager ms": timed(hf_step, 10),
                              "static eager ms": timed(eager_step),
-                             "static graph+sample ms": timed(graph_step)})
+                             "static graph+sample ms": timed(graph_step),
+                             "prefill 100 eager ms": timed(prefill_eager),
+                             "prefill 100 graph ms": timed(prefill_graph) if b <= 32 else -1.0})
     print(f"captured {len(graphs.batches) * len(graphs.lengths)} graphs in {capture_s:.1f} s; "
           f"KV cache {static.cache_bytes / 2**30:.2f} GiB")
     return rows_out
 
 
-def check_graphs(hf, static, graphs) -> None:
-    """Prefills 4 prompts into the static cache, replays one graph step, and compares the
-    logits with Hugging Face's forward over prompt + token (bf16: small differences)."""
+def check_graphs(hf, static, graphs, prefill) -> None:
+    """Prefills 4 prompts with a prefill graph, replays one decode graph step, and compares
+    the logits with Hugging Face's forward (bf16: small differences)."""
     dev = static.device
     with torch.inference_mode():
         prompts = torch.randint(0, 1000, (4, 50), device=dev)
-        static.forward(0, prompts, torch.arange(50, device=dev).expand(4, 50), 50)
+        first = prefill.run([0, 1, 2, 3], [tuple(p) for p in prompts.tolist()]).clone()
+        want = hf(input_ids=prompts).logits[:, -1].float()
+        print(f"prefill graph vs Hugging Face: max |logit diff| {(first - want).abs().max():.4f}")
         nxt = torch.randint(0, 1000, (4,), device=dev)
         got = graphs.step(nxt, torch.full((4,), 50, device=dev), 51).clone()
         want = hf(input_ids=torch.cat([prompts, nxt[:, None]], 1)).logits[:, -1].float()
@@ -139,15 +153,25 @@ def bf16_error(ckpt: Path) -> None:
     out = {}
     tokens = torch.randint(0, 8192, (1, 73), device="cuda", generator=None)
     glob = torch.randint(0, 4096, (1, 32), device="cuda")
-    for dtype in (torch.float32, torch.bfloat16):
+    for name, dtype, tf32 in (("float32", torch.float32, False), ("bfloat16", torch.bfloat16, False),
+                              ("tf32", torch.float32, True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
         model = BiCodecDecoder.from_pretrained(ckpt / "BiCodec", device="cuda", dtype=dtype)
         with torch.inference_mode():
-            out[dtype] = model(tokens, glob).float()
-    ref, err = out[torch.float32], (out[torch.bfloat16] - out[torch.float32])
-    snr = 10 * torch.log10(ref.pow(2).mean() / err.pow(2).mean()).item()
-    print(f"BiCodec bfloat16 vs float32: max |diff| {err.abs().max().item():.2e} "
-          f"({err.abs().max().item() * 32768:.1f} int16 LSB), SNR {snr:.1f} dB, "
-          f"peak {ref.abs().max().item():.3f}")
+            out[name] = model(tokens, glob).float()
+            if name != "bfloat16":
+                t64, d64 = torch.randint(0, 8192, (64, 73), device="cuda"), model.speaker_embedding(
+                    torch.randint(0, 4096, (64, 32), device="cuda"))
+                print(f"BiCodec {name} (tf32 matmul+conv {tf32}): 64 windows "
+                      f"{timed(lambda: model.decode_with_embedding(t64, d64)):.1f} ms")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    ref = out["float32"]
+    for name in ("bfloat16", "tf32"):
+        err = out[name] - ref
+        snr = 10 * torch.log10(ref.pow(2).mean() / err.pow(2).mean()).item()
+        print(f"BiCodec {name} vs strict float32: max |diff| {err.abs().max().item():.2e} "
+              f"({err.abs().max().item() * 32768:.1f} int16 LSB), SNR {snr:.1f} dB")
 
 
 def engine_rows(ckpt: Path, streams: list[int], tokens: int = 250) -> list[dict]:

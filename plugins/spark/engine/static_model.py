@@ -95,6 +95,36 @@ class StaticQwen2:
             h = h[torch.arange(rows, device=h.device), last]
         return self.lm_head(self.norm(h)).float()
 
+    def prefill(self, slot_ids: torch.Tensor, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Runs whole prompts ``ids`` (R, Q) from position 0 into the slots ``slot_ids`` (R,).
+
+        Attention needs only the prompts' own keys, so nothing is read from the cache and the
+        slots need not be contiguous (shapes are fixed: a CUDA graph can hold this). Returns
+        float32 logits (R, V) at query index ``last`` (R,) of each row.
+        """
+        rows, q_len = ids.shape
+        positions = torch.arange(q_len, device=ids.device)
+        cos, sin = self.cos[:q_len], self.sin[:q_len]
+        causal = (positions[None, :] <= positions[:, None]).repeat(self.group, 1)  # (G*Q, Q)
+        h = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            x = layer.input_layernorm(h)
+            q = attn.q_proj(x).view(rows, q_len, self.heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.k[i, :, :, :q_len].index_copy_(0, slot_ids, k)
+            self.v[i, :, :, :q_len].index_copy_(0, slot_ids, v)
+            out = _attend(q.reshape(rows, self.kv_heads, self.group * q_len, self.head_dim),
+                          k, v, causal, self.scale)
+            out = out.view(rows, self.heads, q_len, self.head_dim).transpose(1, 2)
+            h = h + attn.o_proj(out.reshape(rows, q_len, self.heads * self.head_dim))
+            h = h + layer.mlp(layer.post_attention_layernorm(h))
+        h = h[torch.arange(rows, device=h.device), last]
+        return self.lm_head(self.norm(h)).float()
+
     def move(self, src: int, dst: int) -> None:
         """Copies the cached sequence of slot ``src`` into slot ``dst``."""
         self.k[:, dst].copy_(self.k[:, src])

@@ -75,6 +75,7 @@ class TorchEngine:
         self.prefill_tokens = prefill_tokens
         self.model: StaticQwen2 | None = None
         self.graphs: Any = None
+        self.prefill_graphs: Any = None
         self.masks: MaskTable | None = None
         self._inbox: queue.Queue[QueueTokenStream | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -99,14 +100,16 @@ class TorchEngine:
         self.model = StaticQwen2(hf, self.slots, self.max_len)
         self.masks = MaskTable(self.model.vocab, self.device)
         if self.device.type == "cuda":
-            from veena.plugins.spark.engine.decode_graphs import DecodeGraphs
+            from veena.plugins.spark.engine.cuda_graphs import DecodeGraphs, PrefillGraphs
 
             t = time.perf_counter()
-            self.graphs = DecodeGraphs(self.model)
+            pool = torch.cuda.graph_pool_handle()
+            self.graphs = DecodeGraphs(self.model, pool)
             self.graphs.capture()
+            self.prefill_graphs = PrefillGraphs(self.model, pool)
+            self.prefill_graphs.capture()
             self._warm_prefill()
-            log.info("torch engine: captured %d decode graphs in %.1f s (KV cache %.2f GiB)",
-                     len(self.graphs.batches) * len(self.graphs.lengths),
+            log.info("torch engine: captured CUDA graphs in %.1f s (KV cache %.2f GiB)",
                      time.perf_counter() - t, self.model.cache_bytes / 2**30)
 
     def _warm_prefill(self) -> None:
@@ -126,7 +129,7 @@ class TorchEngine:
             self._inbox.put(None)
             await asyncio.to_thread(self._thread.join, 30)
             self._thread = None
-        self.model = self.graphs = None
+        self.model = self.graphs = self.prefill_graphs = None
 
     def submit(self, request: TokenRequest) -> QueueTokenStream:
         if self._thread is None:
@@ -197,22 +200,17 @@ class TorchEngine:
             pieces = [min(remaining, self.prefill_tokens)]
         else:
             batch, pieces, budget = [], [], self.prefill_tokens
+            most = self.slots - first
+            if self.prefill_graphs is not None:  # a batch the graphs hold
+                most = min(most, self.prefill_graphs.rows[-1])
             for seq in self._waiting:
                 n = len(seq.req.prompt_ids)
-                if len(batch) == self.slots - first or (batch and n > budget) or seq.prefilled:
+                if len(batch) == most or (batch and n > budget) or seq.prefilled:
                     break
                 batch.append(seq)
                 pieces.append(n)
                 budget -= n
-        width = max(pieces)
-        start = batch[0].prefilled
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        for row, (seq, n) in enumerate(zip(batch, pieces)):
-            ids[row, :n] = torch.tensor(seq.req.prompt_ids[seq.prefilled:seq.prefilled + n])
-        positions = start + torch.arange(width).expand(len(batch), width)
-        last = torch.tensor([n - 1 for n in pieces])
-        logits = self.model.forward(first, ids.to(self.device), positions.to(self.device),
-                                    start + width, last.to(self.device))
+        logits = self._prefill_logits(first, batch, pieces)
         done = []
         for seq, n in zip(batch, pieces):
             seq.prefilled += n
@@ -225,6 +223,26 @@ class TorchEngine:
             tokens = self._sample(logits[: len(done)], done)
             self._live.extend(done)
             self._emit(done, tokens)
+
+    def _prefill_logits(self, first: int, batch: list[_Seq], pieces: list[int]) -> torch.Tensor:
+        """Runs the next ``pieces[i]`` prompt tokens of ``batch[i]`` in slot ``first + i``."""
+        start = batch[0].prefilled
+        prompts = [s.req.prompt_ids[s.prefilled:s.prefilled + n] for s, n in zip(batch, pieces)]
+        slots = list(range(first, first + len(batch)))
+        if start == 0:
+            if self.prefill_graphs is not None:
+                logits = self.prefill_graphs.run(slots, prompts)
+                if logits is not None:
+                    return logits
+        width = max(pieces)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, :len(prompt)] = torch.tensor(prompt)
+        ids, last = ids.to(self.device), torch.tensor([n - 1 for n in pieces], device=self.device)
+        if start == 0:
+            return self.model.prefill(torch.tensor(slots, device=self.device), ids, last)
+        positions = start + torch.arange(width, device=self.device).expand(len(batch), width)
+        return self.model.forward(first, ids, positions, start + width, last)
 
     def _decode(self) -> None:
         """One decode step for every live request."""
@@ -270,13 +288,13 @@ class TorchEngine:
             if stream.generated >= seq.limit:
                 out.append((stream, End(FinishReason.LENGTH)))
                 finished.append(seq)
-        deliver_all(out)
-        if finished:
+        if finished:  # bookkeeping first: a reader woken by the last token sees it done
             self._counts["completed"] += len(finished)
             gone = {id(s) for s in finished}
             for i in reversed(range(len(self._live))):
                 if id(self._live[i]) in gone:
                     self._remove(i)
+        deliver_all(out)
 
     def _remove(self, i: int) -> _Seq:
         """Takes live request ``i`` out, moving the last live request into its slot."""

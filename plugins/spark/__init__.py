@@ -65,10 +65,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     window_lookahead: int = 24
     first_block: int = 6
     """Tokens in the first emitted block (120 ms; leaves once first_block + lookahead = 30
-    tokens exist). Later blocks ramp up (x1.5: 6, 9, 23, 25 ...) so the audio already sent
+    tokens exist). Later blocks ramp up (x1.5: 6, 9, 23, 40 ...) so the audio already sent
     covers the wait for the next block at up to 2/3 of real time."""
-    block: int = 25
-    """Tokens in every later block (500 ms)."""
+    block: int = 40
+    """Tokens in every later block (800 ms): a window of 24 + 40 + 24 tokens decodes 2.2 tokens
+    per token played (25 would take 2.9), which matters when the GPU decodes 64 streams."""
     crossfade_ms: float = 10.0
     """Blend where decoder windows meet."""
     chunk_crossfade_ms: float = 20.0

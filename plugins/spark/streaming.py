@@ -31,11 +31,11 @@ class WindowPlan:
     """Tokens that must exist after a block before it is emitted (decoded, then dropped)."""
     first_block: int = 6
     """Tokens in the first block: small, for time to first audio."""
-    block: int = 25
+    block: int = 40
     """Tokens in every later block, once the ramp reaches it."""
     ramp: float = 1.5
     """A later block holds at most ``ramp`` x the tokens emitted before it, so the audio already
-    sent covers the wait for the next block at up to 1/ramp of real time: 10, 15, 25, 25..."""
+    sent covers the wait for the next block at up to 1/ramp of real time: 6, 9, 23, 40..."""
     crossfade: int = 160
     """Samples blended where consecutive windows overlap (at most ``lookahead * hop``)."""
     hop: int = 320

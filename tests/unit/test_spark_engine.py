@@ -298,3 +298,16 @@ def test_waiting_requests_are_counted_and_abort_while_queued(ckpt, tokenizer, se
         assert [len(r[0]) for r in results[1:]] == [5, 5]
     finally:
         batched.close()
+
+
+def test_many_streams_get_their_tokens_in_groups_complete_and_in_order(ckpt, hf, tokenizer,
+                                                                      semantic):
+    prompts = _prompts(tokenizer, 36)
+    requests = [TokenRequest(f"m{i}", p, 9, SamplingParams(0.9, seed=i), semantic)
+                for i, p in enumerate(prompts)]
+    want = hf.generate(requests)
+    batched = Running("torch", ckpt, slots=36, max_len=256)  # 36 live: every 2 steps
+    try:
+        assert batched.generate(requests) == want
+    finally:
+        batched.close()

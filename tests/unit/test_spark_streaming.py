@@ -185,4 +185,4 @@ def test_blocks_ramp_up_so_the_audio_sent_covers_the_next_wait():
 def test_window_lengths_are_those_a_long_stream_decodes():
     plan = WindowPlan()
     _, windows = run(plan, list(range(400)), push_sizes=[1] * 400)
-    assert set(plan.window_lengths()) == {w.stop - w.start for w in windows[:-2]} == {30, 39, 62, 73}
+    assert set(plan.window_lengths()) == {w.stop - w.start for w in windows[:-2]} == {30, 39, 62, 88}

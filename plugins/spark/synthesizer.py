@@ -42,6 +42,10 @@ class GenerationError(RuntimeError):
     """The engine ended a request without what the voice needs (e.g. fewer than 32 globals)."""
 
 
+ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
+"""Decoder batch sizes on a GPU: a batch is padded up to the next one."""
+
+
 class DecoderRunner:
     """Runs BiCodec off the event loop, batching the windows of concurrent streams.
 
@@ -61,6 +65,8 @@ class DecoderRunner:
         self._waiting: list[tuple[tuple[int, ...], Any, asyncio.Future]] = []
         self._in_flight = 0
         self._streams = threading.local()
+        self.pad_rows = device.type == "cuda"
+        """Pad batches to ``ROW_BUCKETS`` (on a GPU: fixed shapes stay warm; on CPU, waste)."""
         self.batches = 0
         self.windows = 0
 
@@ -112,14 +118,17 @@ class DecoderRunner:
         self._launch()
 
     def warm_up(self, lengths: Sequence[int]) -> None:
-        """Decodes windows of ``lengths`` at a few batch sizes, so the first requests do not
-        pay for loading kernels (CUDA only; blocking)."""
+        """Decodes windows of ``lengths`` at every padded batch size, so no request pays for
+        loading kernels or choosing convolution algorithms (CUDA only; blocking)."""
         if self.device.type != "cuda":
             return
         d = self._speaker(tuple(range(32)))
-        for rows in sorted({1, 8, self.max_batch}):
+        for rows in self._row_buckets():
             for n in lengths:
                 self._decode([tuple(range(n))] * rows, [d] * rows)
+
+    def _row_buckets(self) -> list[int]:
+        return [r for r in ROW_BUCKETS if r < self.max_batch] + [self.max_batch]
 
     def _gpu_stream(self) -> contextlib.AbstractContextManager:
         """On CUDA, this worker thread's own stream: decoder kernels then overlap the LLM's
@@ -145,10 +154,15 @@ class DecoderRunner:
     def _decode(self, windows: list[tuple[int, ...]], d_vectors: list[Any]) -> np.ndarray:
         import torch
 
+        n = len(windows)
+        if self.pad_rows:  # a few fixed shapes: pad rows with the last window
+            rows = next(r for r in self._row_buckets() if r >= n)
+            windows = list(windows) + [windows[-1]] * (rows - n)
+            d_vectors = list(d_vectors) + [d_vectors[-1]] * (rows - n)
         with torch.inference_mode(), self._gpu_stream():
             ids = torch.tensor(windows, dtype=torch.long, device=self.device)
             wav = self.decoder.decode_with_embedding(ids, torch.cat(d_vectors))
-            return wav.float().cpu().numpy()
+            return wav[:n].float().cpu().numpy()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from veena.platform import lifecycle
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import ConfigError, VeenaError
@@ -22,7 +23,7 @@ from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, new_request_id
 from veena.platform.plugins import build_runtime
-from veena.platform.runtime import RequestInfo, Runtime
+from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
 from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, SpeechRequest,
                                     VoiceInfo)
@@ -48,6 +49,7 @@ async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
     request_id_var.set(rid)
     event("tts.request_received", route=request.url.path, text_chars=len(data.text),
           format=data.format, speaker=data.speaker, stream=data.stream)
+    lifecycle.check_accepting(pipeline.runtime)
     t = time.perf_counter()
     principal = await pipeline.admit(RequestInfo(
         method=request.method, path=request.url.path, headers=dict(request.headers),
@@ -60,6 +62,9 @@ async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
     if not job.stream:
         async with aclosing(audio):
             body = b"".join([chunk async for chunk in audio])
+        if job.state.get("deadline_exceeded"):
+            raise VeenaError("deadline_exceeded", "synthesis did not finish within this server's "
+                             "request time limit; send shorter text or stream the response", 504)
         return Response(body, media_type=codec.media_type, status_code=200,
                         headers=response_headers(job, pipeline.runtime, whole_body=True))
     # Pull the first bytes before the status line goes out, so a failure to start is a
@@ -93,15 +98,19 @@ async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Resp
     return await _synthesize(request, data.to_generate())
 
 
-@get("/v1/tts/health", summary="Liveness and what is loaded")
-async def health(request: Request) -> Health:
+@get("/v1/tts/health", summary="Readiness and what is loaded",
+     description="200 with status `ok` once the server takes requests; 503 with status "
+                 "`starting`, `warming` or `draining` otherwise.")
+async def health(request: Request) -> Response[Health]:
     rt: Runtime = _pipeline(request).runtime
-    ready = rt.state.get("ready", True)
-    return Health(status="ok" if ready else "starting",
+    ready = rt.phase is Phase.READY
+    body = Health(status="ok" if ready else rt.phase.value,
                   model_version=rt.config.server.model_version,
                   synthesizer=rt.config.stages.synthesizer,
                   synthesizers=rt.synthesizers.names(), formats=rt.codecs.names(),
                   voices=len(rt.speakers), active_streams=_pipeline(request).active_streams)
+    return Response(body, status_code=200 if ready else 503,
+                    headers={} if ready else {"Cache-Control": "no-cache"})
 
 
 @get("/v1/voices", summary="The voices this server speaks with")
@@ -198,8 +207,8 @@ def create_app(config: VeenaConfig | None = None, *,
     routes = frozenset(p for h in handlers for p in h.paths)
 
     async def startup(app: Litestar) -> None:
-        await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
-        check_open_access(runtime)
+        await lifecycle.start(runtime)  # nothing to do when a deployment started it already
+        lifecycle.mark_ready(runtime)
 
     async def shutdown(app: Litestar) -> None:
         await pipeline.drain()
@@ -217,4 +226,6 @@ def create_app(config: VeenaConfig | None = None, *,
     )
     app.state.pipeline = pipeline
     app.state.runtime = runtime
+    runtime.telemetry.gauge("veena_ready", "1 while the server takes requests, else 0",
+                            lambda: 1.0 if runtime.phase is Phase.READY else 0.0)
     return app

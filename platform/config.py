@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from veena.platform.deploy import ModalSettings
 from veena.platform.errors import ConfigError
 
 ENV_CONFIG = "VEENA_CONFIG"
@@ -24,6 +25,22 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     max_text_chars: int = 50_000
     allow_open_access: bool = False
     """Serve without authentication on a non-loopback address (refused otherwise)."""
+    request_deadline_s: float | None = None
+    """Longest a synthesis request may take, or None for no limit. With a limit, text whose
+    audio would not be synthesized in time is refused up front (413 ``audio_too_long``), and a
+    stream still running at the deadline ends cleanly at the next audio block. The Modal
+    deployment sets it from its request timeout (docs/deploy.md)."""
+    deadline_rtf: float = 0.6
+    """The slowest real-time factor (synthesis time / audio time) expected under load, used to
+    estimate whether a text fits the deadline."""
+    speech_chars_per_second: float = 15.0
+    """Characters of normalized text spoken a second, used to estimate a text's audio length."""
+
+    def __post_init__(self) -> None:
+        if self.request_deadline_s is not None and self.request_deadline_s <= 0:
+            raise ValueError("request_deadline_s must be positive (or left out for no limit)")
+        if self.deadline_rtf <= 0 or self.speech_chars_per_second <= 0:
+            raise ValueError("deadline_rtf and speech_chars_per_second must be positive")
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,6 +73,12 @@ class TelemetryConfig(msgspec.Struct, forbid_unknown_fields=True):
     log_level: str = "INFO"
 
 
+class DeployConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[deploy.*]``: how deployments run this configuration (read by their entry points)."""
+
+    modal: ModalSettings = msgspec.field(default_factory=ModalSettings)
+
+
 class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -65,6 +88,7 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
     defaults: DefaultsConfig = msgspec.field(default_factory=DefaultsConfig)
     stages: StagesConfig = msgspec.field(default_factory=StagesConfig)
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
+    deploy: DeployConfig = msgspec.field(default_factory=DeployConfig)
     plugins: dict[str, dict[str, Any]] = {}
     """Per-plugin tables, ``[plugins.NAME]``, each decoded into that plugin's ``Config`` struct."""
 

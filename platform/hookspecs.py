@@ -109,6 +109,22 @@ def veena_shutdown(runtime: Runtime) -> Awaitable[None] | None:
     """
 
 
+@hookspec
+def veena_drain(reason: str, runtime: Runtime) -> Awaitable[None] | None:
+    """Stops this process from taking new work after a fault it cannot recover from.
+
+    :param reason: the fault's kind (``cuda_oom``, ``illegal_memory_access``, ``cuda_error``,
+        ``engine_dead`` ...).
+    :param runtime: the application runtime; ``runtime.phase`` is already ``draining``, so
+        health answers 503 and new synthesis requests are refused.
+    :return: None or an awaitable, which is awaited; errors are logged.
+
+    Called once, the first time the runtime starts draining, on every plugin (fan-out), in a
+    task of its own while requests in flight finish or fail. Nothing built in implements it (a
+    plain server only logs); the Modal deployment stops fetching inputs here.
+    """
+
+
 # --- per-request stages ----------------------------------------------------------------------
 
 @hookspec

@@ -16,6 +16,7 @@ from veena.codecs.formats import parse_format
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
 from veena.platform.errors import VeenaError, invalid_choice
+from veena.platform.faults import begin_draining, gpu_fault
 from veena.platform.logs import event, ms
 from veena.platform.job import Job, OutputFormat, Principal, SamplingOptions
 from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
@@ -88,6 +89,7 @@ class Pipeline:
               normalize=job.normalize, ms=ms(t))
         if not job.normalized_text or not job.normalized_text.strip():
             raise VeenaError("empty_text", "nothing speakable is left after normalization")
+        self._check_duration(job.normalized_text)
         t = time.perf_counter()
         with rt.telemetry.span("chunk") as span:
             job.chunks = self.hook.veena_chunk_text(text=job.normalized_text, job=job, runtime=rt)
@@ -95,6 +97,26 @@ class Pipeline:
         event("tts.chunking_decision", chunks=len(job.chunks), chunking=job.chunking,
               max_chunk_chars=max(map(len, job.chunks)), ms=ms(t))
         return job
+
+    def _check_duration(self, text: str) -> None:
+        """With a request deadline (``server.request_deadline_s``, e.g. Modal's web request
+        limit), refuses up front, with a 413 ``audio_too_long``, text whose audio is unlikely to
+        be synthesized in time: estimated audio seconds (characters / speech_chars_per_second)
+        times the slowest expected real-time factor (``deadline_rtf``) over the deadline."""
+        srv = self.runtime.config.server
+        if not srv.request_deadline_s:
+            return
+        max_audio = srv.request_deadline_s / srv.deadline_rtf
+        estimate = len(text) / srv.speech_chars_per_second
+        if estimate > max_audio:
+            raise VeenaError(
+                "audio_too_long",
+                f"the text would make about {estimate:.0f} s of audio; one request on this server "
+                f"can stream at most about {max_audio:.0f} s (its limit is "
+                f"{srv.request_deadline_s:g} s a request): split the text into several requests",
+                413, estimated_audio_seconds=round(estimate, 1),
+                max_audio_seconds=round(max_audio, 1),
+                max_chars=int(max_audio * srv.speech_chars_per_second))
 
     def _output(self, req: GenerateRequest, native_rate: int) -> OutputFormat:
         rt = self.runtime
@@ -117,11 +139,19 @@ class Pipeline:
             raise VeenaError("unsupported_bitrate", str(exc), 400) from exc
         return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
 
-    async def audio(self, job: Job) -> AsyncIterator[bytes]:
+    async def audio(self, job: Job, *, record: bool = True) -> AsyncIterator[bytes]:
         """Synthesis -> audio processing -> encoding, as one byte stream. Records the request
-        (fan-out ``veena_request_finished``) when the stream ends for any reason."""
+        (fan-out ``veena_request_finished``, metrics) when the stream ends for any reason,
+        unless ``record`` is false (the warm-up).
+
+        A GPU fault becomes a 503 ``gpu_fault`` and starts draining the server; past
+        ``server.request_deadline_s`` the audio stops at the next block and the stream ends
+        properly (``job.state["deadline_exceeded"]``).
+        """
         rt = self.runtime
         error_code = None
+        limit = rt.config.server.request_deadline_s
+        deadline = job.timings.received + limit if limit else None
         job.timings.synthesis_started = time.perf_counter()
         self.active_streams += 1
         event("tts.inference_started", synthesizer=job.synthesizer, speaker=job.speaker.name,
@@ -132,7 +162,7 @@ class Pipeline:
             pcm = tel.traced_stream("synthesize", self.hook.veena_synthesize(job=job, runtime=rt))
             pcm = tel.traced_stream("process", self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt))
             encoded = tel.traced_stream("encode", self.hook.veena_encode(
-                stream=_measure(pcm, job), job=job, runtime=rt))
+                stream=_measure(pcm, job, deadline), job=job, runtime=rt))
             async with aclosing(encoded):
                 async for data in encoded:
                     if job.timings.first_byte is None:
@@ -142,30 +172,50 @@ class Pipeline:
                     job.chunks_delivered = job.state.get("chunk_started", -1) + 1
                     job.bytes_sent += len(data)
                     yield data
-            job.chunks_delivered = len(job.chunks)
-            job.outcome = "completed"
+            if job.state.get("deadline_exceeded"):
+                job.outcome, error_code = "failed", "deadline_exceeded"
+            else:
+                job.chunks_delivered = len(job.chunks)
+                job.outcome = "completed"
         except (asyncio.CancelledError, GeneratorExit):
             job.outcome = "cancelled"
             raise
         except VeenaError as exc:
             job.outcome, error_code = "failed", exc.code
             raise
-        except Exception:
-            job.outcome, error_code = "failed", "synthesis_failed"
-            log.exception("synthesis failed", extra={"request_id": job.request_id})
-            raise
+        except Exception as exc:
+            kind = gpu_fault(exc)
+            if kind is None:
+                job.outcome, error_code = "failed", "synthesis_failed"
+                log.exception("synthesis failed", extra={"request_id": job.request_id})
+                raise
+            job.outcome, error_code = "failed", "gpu_fault"
+            self._gpu_fault(kind, exc, job)
+            raise VeenaError("gpu_fault", "the GPU failed during synthesis; retry the request",
+                             503, headers={"Retry-After": "1"}) from exc
         finally:
             self.active_streams -= 1
             job.timings.finished = time.perf_counter()
-            record = to_record(job, error_code)
+            finished = to_record(job, error_code)
             event("tts.stream_completed", outcome=job.outcome, error_code=error_code,
-                  audio_seconds=record.audio_seconds, bytes=record.bytes_sent,
-                  chunks_delivered=job.chunks_delivered, ttfb_ms=record.ttfb_ms,
-                  total_ms=record.total_ms,
+                  audio_seconds=finished.audio_seconds, bytes=finished.bytes_sent,
+                  chunks_delivered=job.chunks_delivered, ttfb_ms=finished.ttfb_ms,
+                  total_ms=finished.total_ms,
                   rtf=round((job.timings.finished - job.timings.synthesis_started) / job.audio_seconds, 4)
                   if job.audio_seconds else None)
-            self._metrics(job, record)
-            self._record(record)
+            if record:
+                self._metrics(job, finished)
+                self._record(finished)
+
+    def _gpu_fault(self, kind: str, exc: Exception, job: Job) -> None:
+        """Counts and logs the fault; the first one starts draining the server."""
+        self.runtime.telemetry.gpu_faults.add(1, {"kind": kind})
+        event("tts.gpu_fault", kind=kind, error=type(exc).__name__, detail=str(exc)[:300],
+              synthesizer=job.synthesizer, bytes_sent=job.bytes_sent)
+        task = begin_draining(self.runtime, kind)
+        if task is not None:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _metrics(self, job: Job, record: RequestRecord) -> None:
         tel, labels = self.runtime.telemetry, {"voice": record.speaker, "format": record.format}
@@ -201,13 +251,22 @@ class Pipeline:
             self._background.difference_update([t for t in self._background if t.done()])
 
 
-async def _measure(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM]:
+async def _measure(stream: AsyncIterator[PCM], job: Job,
+                   deadline: float | None = None) -> AsyncIterator[PCM]:
+    """Times and counts the audio; past ``deadline`` (a ``perf_counter`` time) stops pulling
+    audio, so the encoder finishes the file properly before the platform cuts the request."""
     async with aclosing(stream):
         async for block in stream:
             if job.timings.first_audio is None:
                 job.timings.first_audio = time.perf_counter()
             job.audio_seconds += block.seconds
             yield block
+            if deadline is not None and time.perf_counter() > deadline:
+                job.state["deadline_exceeded"] = True
+                event("tts.deadline_exceeded", audio_seconds=round(job.audio_seconds, 3),
+                      chunks_started=job.state.get("chunk_started", -1) + 1,
+                      chunks=len(job.chunks))
+                return
 
 
 def _sampling(req: GenerateRequest) -> SamplingOptions:

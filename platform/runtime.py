@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
     from veena.speakers import SpeakerCatalog
 
 log = logging.getLogger("veena")
+
+
+class Phase(StrEnum):
+    """Where the server is in its life; only ``ready`` takes synthesis requests."""
+
+    STARTING = "starting"
+    """Start-up hooks have not finished (engines loading, stores connecting)."""
+    WARMING = "warming"
+    """Started; a warm-up synthesis runs before the first request is let in."""
+    READY = "ready"
+    DRAINING = "draining"
+    """A fault the process cannot recover from (e.g. a GPU fault): requests in flight finish or
+    fail, new ones are refused until the process is replaced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,9 @@ class Runtime:
     plugin_sources: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     """Shared objects plugins publish for each other (e.g. the key cache)."""
+    phase: Phase = Phase.STARTING
+    started: bool = False
+    """Whether the ``veena_startup`` hooks have run (``lifecycle.start``)."""
 
     def plugin_config(self, name: str) -> Any:
         """The decoded ``[plugins.NAME]`` settings of plugin ``name`` (its Config defaults)."""

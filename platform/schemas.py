@@ -66,6 +66,7 @@ class FormatInfo(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+    """``ok`` (HTTP 200), or ``starting``, ``warming``, ``draining`` (HTTP 503)."""
     model_version: str
     synthesizer: str
     synthesizers: list[str]

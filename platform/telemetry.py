@@ -51,6 +51,9 @@ class Telemetry:
                                                      description="encoder CPU time a request")
         self.events = meter.create_counter("veena_events",
                                            description="named occurrences (sr fallback, spills...)")
+        self.gpu_faults = meter.create_counter(
+            "veena_gpu_faults", description="GPU faults (CUDA out of memory, illegal memory "
+            "access, dead engine) by kind; the first one drains the server")
 
     def _add_exporter(self, config: TelemetryConfig) -> None:
         if config.traces == "console":

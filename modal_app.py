@@ -1,0 +1,186 @@
+"""The Modal deployment of Veena: ``modal deploy modal_app.py`` (docs/deploy.md).
+
+One GPU class serves the Litestar app with ``@modal.asgi_app()``, many requests a container
+(``@modal.concurrent``). Its image is built from this repository (pyproject's dependencies with
+the GPU extras, then the project itself), the model Volume is mounted at ``/models`` and the
+named Secrets become environment variables. Start-up, in three steps:
+
+1. ``@modal.enter(snap=True)``: heavy imports and the CPU side (config, plugins, registries,
+   voices); the container's memory is snapshotted here, so later cold starts resume from it.
+2. ``@modal.enter(snap=False)``: the start-up hooks (the GPU engine loads and starts, stores
+   connect), then a warm-up synthesis through the real pipeline; only then is the runtime ready
+   (``/v1/tts/health`` 200).
+3. the app's own start-up handler, which finds everything started.
+
+A GPU fault drains the container: ``veena_drain`` stops it fetching inputs, so Modal routes new
+requests elsewhere while the ones in flight finish or fail.
+
+Every knob is a ``[deploy.modal]`` key of the configuration file (``VEENA_CONFIG``) or a
+``VEENA_MODAL_<KEY>`` environment variable at deploy time (``veena.platform.deploy``). The
+container re-imports this module and must resolve the very same settings, so the file and the
+overrides travel with the deployment (``CONTAINER_ENV``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import modal
+import modal.experimental
+
+from veena.platform.config import ENV_CONFIG, load_config
+from veena.platform.deploy import MODEL_MOUNT, ModalSettings, modal_env, modal_settings, service_config
+from veena.platform.hookspecs import hookimpl
+
+log = logging.getLogger("veena.modal")
+
+ROOT = Path(__file__).resolve().parent
+SOURCE = ("pyproject.toml", "setup.py", "README.md", "platform", "codecs", "plugins", "speakers")
+"""What the image's copy of the project holds (enough to build and install it)."""
+SOURCE_IN_IMAGE = "/opt/veena/src"
+CONFIG_IN_IMAGE = "/opt/veena/veena.toml"
+
+LOCAL_CONFIG = os.environ.get(ENV_CONFIG)
+SETTINGS: ModalSettings = modal_settings(load_config(LOCAL_CONFIG))
+CONTAINER_ENV: dict[str, str] = {**modal_env(), **({ENV_CONFIG: CONFIG_IN_IMAGE} if LOCAL_CONFIG else {})}
+"""Environment of the container: the deploy-time overrides, and the shipped configuration."""
+
+
+def _not_source(path: Path) -> bool:
+    return path.parts[0] not in SOURCE or "__pycache__" in path.parts
+
+
+def build_image(settings: ModalSettings, config_file: str | None) -> modal.Image:
+    """Python, pyproject's dependencies with ``settings.extras`` (one cached layer that only
+    changes with pyproject.toml), then the project installed from a copy of its source, then
+    the configuration file (mounted, so editing it does not rebuild anything)."""
+    image = (modal.Image.debian_slim(python_version=settings.python_version)
+             .pip_install_from_pyproject(str(ROOT / "pyproject.toml"),
+                                         optional_dependencies=list(settings.extras))
+             .add_local_dir(ROOT, SOURCE_IN_IMAGE, copy=True, ignore=_not_source)
+             .run_commands(f"python -m pip install --no-deps {SOURCE_IN_IMAGE}"))
+    if config_file:
+        image = image.add_local_file(config_file, CONFIG_IN_IMAGE)
+    return image
+
+
+def cls_options(settings: ModalSettings) -> dict[str, Any]:
+    """The keyword arguments ``@app.cls`` gets (image and app aside): the settings as Modal
+    spells them. ``declared_settings`` reports them; tests compare both with Modal's objects."""
+    return {
+        "gpu": settings.gpus(),
+        "volumes": {MODEL_MOUNT: modal.Volume.from_name(settings.volume, create_if_missing=True)},
+        "secrets": [modal.Secret.from_name(name) for name in settings.secrets],
+        "env": CONTAINER_ENV or None,
+        "min_containers": settings.min_containers,
+        "max_containers": settings.max_containers,
+        "buffer_containers": settings.buffer_containers,
+        "scaledown_window": settings.scaledown_window,
+        "timeout": settings.timeout,
+        "startup_timeout": settings.startup_timeout,
+        "enable_memory_snapshot": settings.memory_snapshot,
+    }
+
+
+def declared_settings() -> dict[str, Any]:
+    """What this module declared to Modal, in plain values (for reviews and tests)."""
+    options = cls_options(SETTINGS)
+    return {
+        "app": SETTINGS.app_name,
+        "gpu": options["gpu"],
+        "volumes": {path: SETTINGS.volume for path in options["volumes"]},
+        "secrets": list(SETTINGS.secrets),
+        "env": dict(CONTAINER_ENV),
+        "max_inputs": SETTINGS.max_inputs,
+        "target_inputs": SETTINGS.target_inputs,
+        **{k: options[k] for k in ("min_containers", "max_containers", "buffer_containers",
+                                   "scaledown_window", "timeout", "startup_timeout",
+                                   "enable_memory_snapshot")},
+        "snapshot_enter": SETTINGS.memory_snapshot,
+        "request_deadline_s": SETTINGS.request_deadline_s(),
+    }
+
+
+class ModalDrain:
+    """The drain action on Modal: stop fetching inputs, so this container takes no new requests
+    and exits once the ones in flight end (``modal.experimental.stop_fetching_inputs``)."""
+
+    @hookimpl
+    async def veena_drain(self, reason: str, runtime: Any) -> None:
+        try:
+            await modal.experimental.stop_fetching_inputs.aio()
+        except Exception as exc:  # noqa: BLE001 - outside a container it raises; keep serving 503s
+            log.error("modal.stop_fetching_inputs_failed", extra={"reason": reason,
+                                                                 "error": str(exc)})
+            return
+        log.warning("modal.stopped_fetching_inputs", extra={"reason": reason})
+
+
+class Container:
+    """What one container runs, free of Modal's decorators (so it runs and is tested anywhere).
+
+    ``load`` is the snapshot-safe part: no GPU, no sockets. ``start`` does the rest.
+    """
+
+    def __init__(self, settings: ModalSettings, plugins: Iterable[tuple[str, object]] = ()) -> None:
+        self.settings = settings
+        self.plugins = list(plugins)
+        self.app: Any = None
+
+    def load(self) -> None:
+        from veena.platform.app import create_app
+
+        for module in heavy_modules(self.settings):
+            importlib.import_module(module)
+        config = service_config(load_config(), self.settings)
+        self.app = create_app(config, plugins=[("modal", ModalDrain()), *self.plugins])
+
+    async def start(self) -> None:
+        from veena.platform import lifecycle
+
+        runtime, pipeline = self.app.state.runtime, self.app.state.pipeline
+        await lifecycle.start(runtime)
+        await lifecycle.warm_up(pipeline, self.settings.warm_up_text)
+        lifecycle.mark_ready(runtime)
+
+
+def heavy_modules(settings: ModalSettings) -> list[str]:
+    """Modules worth importing before the snapshot: importing them costs seconds, and
+    importing touches no GPU (torch initializes CUDA only on first use)."""
+    if settings.synthesizer != "spark":
+        return []
+    modules = ["torch", "transformers", "veena.plugins.spark.synthesizer",
+               "veena.plugins.spark.bicodec"]
+    if settings.engine == "vllm":
+        modules.append("vllm")
+    return modules
+
+
+app = modal.App(SETTINGS.app_name, image=build_image(SETTINGS, LOCAL_CONFIG))
+
+
+@app.cls(**cls_options(SETTINGS))
+@modal.concurrent(max_inputs=SETTINGS.max_inputs, target_inputs=SETTINGS.target_inputs)
+class Veena:
+    """The GPU service; ``web`` is the HTTP endpoint."""
+
+    @modal.enter(snap=SETTINGS.memory_snapshot)
+    def load(self) -> None:
+        from veena.platform.logs import configure_logging
+
+        configure_logging()  # JSON lines on stderr, which Modal's log view keeps
+        self.container = Container(SETTINGS)
+        self.container.load()
+
+    @modal.enter(snap=False)
+    async def start(self) -> None:
+        await self.container.start()
+
+    @modal.asgi_app()
+    def web(self) -> Any:
+        return self.container.app

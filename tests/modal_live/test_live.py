@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.modal_live.conftest import Endpoint, stream
+from tests.support.live import Endpoint, stream
 from tests.support.decode import decode
 
 FORMATS = ["wav", "pcm", "mulaw", "alaw", "opus", "mp3", "flac", "aac"]

@@ -150,15 +150,15 @@ class Container:
 
 
 def heavy_modules(settings: ModalSettings) -> list[str]:
-    """Modules worth importing before the snapshot: importing them costs seconds, and
-    importing touches no GPU (torch initializes CUDA only on first use)."""
+    """Modules worth importing before the snapshot: importing them costs seconds and asks
+    nothing of the GPU (torch initializes CUDA on first use). Nothing before the snapshot may
+    ask either: torch caches the device count of its first query, and the snapshot phase has
+    no GPU. vLLM is left for after the snapshot, since what its import queries is not checked
+    here."""
     if settings.synthesizer != "spark":
         return []
-    modules = ["torch", "transformers", "veena.plugins.spark.synthesizer",
-               "veena.plugins.spark.bicodec"]
-    if settings.engine == "vllm":
-        modules.append("vllm")
-    return modules
+    return ["torch", "transformers", "veena.plugins.spark.synthesizer",
+            "veena.plugins.spark.bicodec"]
 
 
 app = modal.App(SETTINGS.app_name, image=build_image(SETTINGS, LOCAL_CONFIG))

@@ -8,16 +8,27 @@ from veena.plugins.apbwe.dsp import sinc_kernel
 from veena.plugins.apbwe.model import APBWEGenerator
 
 
+DEPTHWISE = ("taps", "conv")
+"""How the ConvNeXt depthwise convolutions run: ``taps``, seven shifted multiply-adds over
+both streams at once (a fixed summation order on every device); ``conv``, one grouped
+convolution per stream over channels-last views (cuDNN on a GPU: reads the frames once
+instead of seven times, but its algorithm, so its rounding, may vary with the shape)."""
+
+
 class PackedWeights:
     """The generator's weights rearranged for the batched step, on ``device`` in ``dtype``.
 
     Mag and phase stacks are stacked on a leading axis of 2 so each layer is one batched
     matrix product (``torch.baddbmm``) for both."""
 
-    def __init__(self, model: APBWEGenerator, device: torch.device | str, dtype: torch.dtype) -> None:
+    def __init__(self, model: APBWEGenerator, device: torch.device | str, dtype: torch.dtype,
+                 depthwise: str = "taps") -> None:
+        if depthwise not in DEPTHWISE:
+            raise ValueError(f"depthwise must be one of {DEPTHWISE}, not {depthwise!r}")
         cfg = self.config = model.config
         self.device = torch.device(device)
         self.dtype = dtype
+        self.depthwise = depthwise
 
         def put(t: torch.Tensor) -> torch.Tensor:
             return t.detach().to(device=self.device, dtype=dtype).contiguous()
@@ -38,6 +49,7 @@ class PackedWeights:
                 dw_b=pair(bm.dwconv.bias, bp.dwconv.bias)[:, None],
                 dw_conv=put(torch.cat([bm.dwconv.weight, bp.dwconv.weight])),  # (2C, 1, K)
                 dw_b_flat=put(torch.cat([bm.dwconv.bias, bp.dwconv.bias])),
+                dw_w2d=pair(bm.dwconv.weight, bp.dwconv.weight)[:, :, :, None],  # (2,C,1,1,K)
                 ln_w=pair(bm.norm.weight, bp.norm.weight)[:, None],
                 ln_b=pair(bm.norm.bias, bp.norm.bias)[:, None],
                 w1=pair(bm.pwconv1.weight.t(), bp.pwconv1.weight.t()),

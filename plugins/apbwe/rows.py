@@ -132,7 +132,8 @@ def _rows(flat: torch.Tensor, rows: int, frames: int) -> torch.Tensor:
 
 
 def _layer_norm(x: torch.Tensor, ln: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return F.layer_norm(x, x.shape[-1:], eps=1e-6) * ln[0] + ln[1]
+    """LayerNorm with each stream's own affine weights (``ln``: (2, 1, C) scale and shift)."""
+    return torch.addcmul(ln[1], F.layer_norm(x, x.shape[-1:], eps=1e-6), ln[0])
 
 
 def _conv_pre(big: torch.Tensor, packed: PackedWeights, span: int) -> torch.Tensor:
@@ -143,8 +144,16 @@ def _conv_pre(big: torch.Tensor, packed: PackedWeights, span: int) -> torch.Tens
     return out
 
 
-def _depthwise(big: torch.Tensor, b: dict[str, torch.Tensor], span: int) -> torch.Tensor:
+def _depthwise(big: torch.Tensor, b: dict[str, torch.Tensor], span: int,
+               how: str) -> torch.Tensor:
     """Depthwise kernel-7 convolution along time of (2, L, C) frames: (2, L - 6, C)."""
+    two, length, c = big.shape
+    if how == "conv":
+        # each stream's (L, C) frames are a channels-last (1, C, 1, L) image: one grouped
+        # convolution per stream (cuDNN on a GPU) reads them once, without a transpose
+        halves = [F.conv2d(big[i].t()[None, :, None], b["dw_w2d"][i], b["dw_b"][i, 0], groups=c)
+                  for i in range(two)]
+        return torch.stack([h[0, :, 0].t() for h in halves])
     w = b["dw_w"]
     if big.dtype == torch.float32 or big.device.type != "cpu":
         out = torch.addcmul(b["dw_b"], big[:, 0:span], w[..., 0])
@@ -152,27 +161,45 @@ def _depthwise(big: torch.Tensor, b: dict[str, torch.Tensor], span: int) -> torc
             out.addcmul_(big[:, k:k + span], w[..., k])
         return out
     # CPU half precision: oneDNN's grouped convolution is faster and accumulates in float32
-    two, length, c = big.shape
     x = F.conv1d(big.transpose(1, 2).reshape(1, two * c, length), b["dw_conv"], b["dw_b_flat"],
                  groups=two * c)
     return x.view(two, c, span).transpose(1, 2)
 
 
-def _network(packed: PackedWeights, x: torch.Tensor, meta: torch.Tensor, valid: torch.Tensor,
+def _stage_input(m: torch.Tensor, p: torch.Tensor, tail: torch.Tensor, keep: torch.Tensor,
+                 mix: bool) -> torch.Tensor:
+    """(2, B, 6 + N, C) rows of a stage's input: each row's 6 carried frames (``tail``,
+    (2, B, 6, C)), then the N new positions of the two streams ``m`` and ``p`` (B, N, C), mixed
+    as before every ConvNeXt block (``m += p; p += m``) unless the first stage, and zero where
+    ``keep`` (B, N) is false."""
+    two, rows, _, c = tail.shape
+    big = tail.new_empty(two, rows, TAIL + m.shape[1], c)
+    big[:, :, :TAIL] = tail
+    new = big[:, :, TAIL:]
+    if mix:
+        torch.add(m, p, out=new[0])
+        torch.add(p, new[0], out=new[1])
+    else:
+        new[0] = m
+        new[1] = p
+    new.masked_fill_(~keep[None, :, :, None], 0.0)
+    return big
+
+
+def _network(packed: PackedWeights, log_amp: torch.Tensor, phase: torch.Tensor,
+             meta: torch.Tensor, valid: torch.Tensor,
              carried: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """The generator on (2, B, N, bins) input spectra (``valid``: ``_valid``'s masks):
+    """The generator on (B, N, bins) input spectra (``valid``: ``_valid``'s masks):
     (B, N, bins) amplitude-head output, (B, N, 2 * bins) phase-head real and imaginary parts,
     and each stage's new 6-frame tail."""
-    _, rows, frames, _ = x.shape
-    tail_at = (torch.arange(rows, device=x.device)[:, None],
-               meta[:, COUNT, None] + torch.arange(TAIL, device=x.device))
-    tails, y = [], x
+    rows, frames, _ = log_amp.shape
+    dev = log_amp.device
+    tail_at = (torch.arange(rows, device=dev)[:, None],
+               meta[:, COUNT, None] + torch.arange(TAIL, device=dev))
+    tails, (m, p), y = [], (log_amp, phase), log_amp
     for stage in range(1 + len(packed.blocks)):
-        if stage:
-            m = x[0] + x[1]
-            x = torch.stack([m, x[1] + m])
-        x = torch.where(valid[stage, None, :, :, None], x, 0.0)
-        big = torch.cat([carried[f"stage{stage}"].transpose(0, 1).to(x.dtype), x], dim=2)
+        tail = carried[f"stage{stage}"].transpose(0, 1).to(packed.dtype)
+        big = _stage_input(m, p, tail, valid[stage], mix=stage > 0)
         tails.append(big[:, tail_at[0], tail_at[1]])
         flat = big.view(2, -1, big.shape[-1])
         span = flat.shape[1] - TAIL
@@ -180,11 +207,11 @@ def _network(packed: PackedWeights, x: torch.Tensor, meta: torch.Tensor, valid: 
             y = _layer_norm(_conv_pre(flat, packed, span), packed.pre_ln)
         else:
             b = packed.blocks[stage - 1]
-            h = _layer_norm(_depthwise(flat, b, span), (b["ln_w"], b["ln_b"]))
+            h = _layer_norm(_depthwise(flat, b, span, packed.depthwise), (b["ln_w"], b["ln_b"]))
             h = F.gelu(torch.baddbmm(b["b1"], h, b["w1"]))
             h = torch.baddbmm(b["b2"], h, b["w2"])
-            y = flat[:, HALF:HALF + span] + b["gamma"] * h
-        x = _rows(y, rows, frames)
+            y = torch.addcmul(flat[:, HALF:HALF + span], b["gamma"], h)
+        m, p = _rows(y, rows, frames)
     y = _layer_norm(y, packed.post_ln)
     mag = _rows(torch.addmm(packed.mag_b, y[0], packed.mag_w).float(), rows, frames)
     ri = _rows(torch.addmm(packed.pha_b, y[1], packed.pha_w).float(), rows, frames)
@@ -220,8 +247,7 @@ def step_rows(packed: PackedWeights, x16: torch.Tensor, meta: torch.Tensor,
     phase = stable_phase(spec).view(rows, frames, bins)
 
     valid = _valid(meta, len(packed.blocks) + 1, frames)
-    mag, ri, tails = _network(packed, torch.stack([log_amp, phase]).to(packed.dtype), meta, valid,
-                              carried)
+    mag, ri, tails = _network(packed, log_amp, phase, meta, valid, carried)
 
     # heads: the amplitude residual is the input log-amplitude of the same frames
     la = torch.cat([carried["log_amp"], log_amp], dim=1)

@@ -241,6 +241,19 @@ def test_padded_bucket_rows_equal_exact_rows(full_model, small_ckpt, size):
     assert runner.unbucketed == 1
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_depthwise_as_grouped_convolution_equals_taps(full_model, precision):
+    dtype = getattr(torch, precision)
+    taps = PackedWeights(full_model, "cpu", dtype)
+    conv = PackedWeights(full_model, "cpu", dtype, depthwise="conv")
+    x = speechlike(0.3, seed=4)
+    whole = stream_through(conv, x, [len(x)])
+    assert np.abs(whole - stream_through(taps, x, [len(x)])).max() < SEAM_TOLERANCE
+    assert np.abs(whole - stream_through(conv, x, [1000, 37])).max() < SEAM_TOLERANCE
+    with pytest.raises(ValueError):
+        PackedWeights(full_model, "cpu", dtype, depthwise="fft")
+
+
 def test_batches_beyond_the_largest_bucket_are_split(small_ckpt):
     packed = PackedWeights(load_generator(small_ckpt), "cpu", torch.float32)
     runner = BucketRunner(packed, capture=False, batches=(1, 2), block_ms=(50,))
@@ -267,10 +280,11 @@ def test_every_step_fits_the_bucket_bound():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_cuda_graphs_equal_eager(full_model, precision):
+@pytest.mark.parametrize("precision,depthwise", [("float32", "taps"), ("bfloat16", "taps"),
+                                                 ("float32", "conv")])
+def test_cuda_graphs_equal_eager(full_model, precision, depthwise):
     torch.backends.cuda.matmul.allow_tf32 = False
-    packed = PackedWeights(full_model.to("cuda"), "cuda", getattr(torch, precision))
+    packed = PackedWeights(full_model.to("cuda"), "cuda", getattr(torch, precision), depthwise)
     try:
         runner = BucketRunner(packed)
         signals = [speechlike(1.3, seed=i) for i in range(3)] + [speechlike(0.02, seed=9)]

@@ -86,16 +86,24 @@ class BucketRunner:
         self.padded_eager = 0
         self.unbucketed = 0
 
+    @property
+    def shapes(self) -> list[tuple[int, int, int]]:
+        """(batch, samples, positions) of the buckets used so far."""
+        return sorted(self._buckets)
+
+    def samples_bucket(self, lr_count: int, count: int) -> int | None:
+        """Low-rate samples per row of the smallest bucket that fits a row needing
+        ``lr_count`` samples and ``count`` positions, or None."""
+        return next((s for s in self.samples if s >= lr_count
+                     and frames_bound(self.packed.config, s) >= count), None)
+
     def shape(self, rows: int, lr_count: int, count: int) -> tuple[int, int, int] | None:
         """(batch, samples, positions) of the smallest bucket that fits, or None."""
         batch = next((b for b in self.batches if b >= rows), None)
-        if batch is None:
+        samples = self.samples_bucket(lr_count, count)
+        if batch is None or samples is None:
             return None
-        for samples in self.samples:
-            frames = frames_bound(self.packed.config, samples)
-            if samples >= lr_count and frames >= count:
-                return batch, samples, frames
-        return None
+        return batch, samples, frames_bound(self.packed.config, samples)
 
     def run(self, works: list[Work], plans: list[RowPlan]) -> tuple[np.ndarray, torch.Tensor] | None:
         """The rows through their bucket: (n, samples) host output (valid until the next

@@ -161,15 +161,26 @@ def run_step(packed: PackedWeights, works: list[Work], runner: BucketRunner | No
         raise RuntimeError("stream already finished")
     if len({id(w.state) for w in works}) != len(works):
         raise ValueError("a stream can have one block per step")
-    chunk = runner.max_batch if runner is not None else max(1, len(works))
     with torch.inference_mode():
-        for i in range(0, len(works), chunk):
-            part = works[i:i + chunk]
-            x16 = [np.asarray(w.x16, dtype=np.float32) for w in part]
-            for w, x in zip(part, x16):
-                w.x16 = x
-            plans = [plan_row(w.state, len(w.x16), w.final) for w in part]
-            result = runner.run(part, plans) if runner is not None else None
-            out, new = result if result is not None else run_rows(packed, part, plans)
-            for j, (w, plan) in enumerate(zip(part, plans)):
+        for w in works:
+            w.x16 = np.asarray(w.x16, dtype=np.float32)
+        plans = [plan_row(w.state, len(w.x16), w.final) for w in works]
+        for group in _batches(plans, runner):
+            part, part_plans = [works[i] for i in group], [plans[i] for i in group]
+            result = runner.run(part, part_plans) if runner is not None else None
+            out, new = result if result is not None else run_rows(packed, part, part_plans)
+            for j, (w, plan) in enumerate(zip(part, part_plans)):
                 _commit(w, plan, out[j], new[j])
+
+
+def _batches(plans: list[RowPlan], runner: BucketRunner | None) -> list[list[int]]:
+    """Which rows run together: all of them without a runner; with one, rows grouped by the
+    block-length bucket each fits alone (a 20 ms block is not padded to 1 s because a 1 s
+    block shares the step), at most ``runner.max_batch`` rows a group."""
+    if runner is None:
+        return [list(range(len(plans)))] if plans else []
+    groups: dict[int | None, list[int]] = {}
+    for i, p in enumerate(plans):
+        groups.setdefault(runner.samples_bucket(p.lr_count, p.count), []).append(i)
+    size = runner.max_batch
+    return [g[k:k + size] for g in groups.values() for k in range(0, len(g), size)]

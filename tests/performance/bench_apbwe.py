@@ -223,7 +223,7 @@ def main() -> None:
             if runner is not None:
                 stats = {"precision": precision, "mode": mode, "captures": runner.captures,
                          "replays": runner.replays, "padded_eager": runner.padded_eager,
-                         "unbucketed": runner.unbucketed}
+                         "unbucketed": runner.unbucketed, "shapes": runner.shapes}
                 info.setdefault("graph_stats", []).append(stats)
                 print(json.dumps(stats), flush=True)
         del setups, packed, runner

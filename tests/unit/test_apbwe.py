@@ -241,6 +241,30 @@ def test_padded_bucket_rows_equal_exact_rows(full_model, small_ckpt, size):
     assert runner.unbucketed == 1
 
 
+def test_rows_of_different_block_lengths_run_in_their_own_buckets(small_ckpt):
+    packed = PackedWeights(load_generator(small_ckpt), "cpu", torch.float32)
+    runner = BucketRunner(packed, capture=False, batches=(1, 2, 4), block_ms=(10, 50, 250))
+    signals = [speechlike(0.5, seed=i) for i in range(4)]
+    blocks = [160, 800, 800, 4000]  # 10, 50, 50 and 250 ms per step, all in the same steps
+    states = [StreamState(packed.config) for _ in signals]
+    outs = [[] for _ in signals]
+    steps = 0
+    while any(not s.finished for s in states):
+        works = []
+        for i, (st, x, b) in enumerate(zip(states, signals, blocks)):
+            if not st.finished:
+                pos = st.received
+                works.append(Work(st, x[pos:pos + b], pos + b >= len(x)))
+        run_step(packed, works, runner)
+        steps += 1
+        for w in works:
+            outs[states.index(w.state)].append(w.out)
+    for x, o, b in zip(signals, outs, blocks):
+        assert np.abs(np.concatenate(o) - stream_through(packed, x, [b])).max() < SEAM_TOLERANCE
+    assert runner.padded_eager > steps  # more than one bucket per step while lengths differ
+    assert {shape[1] for shape in runner.shapes} == set(runner.samples)
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_depthwise_as_grouped_convolution_equals_taps(full_model, precision):
     dtype = getattr(torch, precision)

@@ -64,6 +64,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """Most new audio a stream hands to the model at once; longer blocks are split."""
     max_batch_frames: int = 16384
     """Most STFT frames (600 per second of audio) in one batched step across streams."""
+    cuda_graphs: bool = True
+    """On a GPU, replay each step as a CUDA graph of a padded bucket shape (captured on first
+    use of a bucket, which stalls that step and keeps some GPU memory). Off: every step runs
+    eagerly at its exact shape."""
     cpu_threads: int = 1
     """torch's CPU threads when the model runs on CPU (process-wide; 0 leaves torch's default
     of one per core). One, because on the 2-core VM two threads competing with the encoder
@@ -88,7 +92,8 @@ def load_engine(cfg: Config) -> Engine:
     if cfg.cpu_threads and device == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
     model = load_generator(cfg.checkpoint, device)
-    engine = Engine(model, device, resolve_precision(cfg.precision, device), cfg.max_batch_frames)
+    engine = Engine(model, device, resolve_precision(cfg.precision, device), cfg.max_batch_frames,
+                    cfg.cuda_graphs)
     if cfg.warm_up:
         engine.warm_up()
     return engine

@@ -34,15 +34,17 @@ def sinc_kernel(ratio: int) -> tuple[np.ndarray, int]:
 
 
 def fir_upsample(padded, taps, width: int):
-    """The resampler over a zero-padded torch signal: ``ratio * (len - 2 * width)`` samples.
+    """The resampler over zero-padded torch signals ``(..., length)``: ``(..., ratio * (length -
+    2 * width))`` samples.
 
     Shifted multiply-adds in a fixed order rather than a convolution, so each output sample is
-    computed the same way whatever the signal's length (streaming cuts it anywhere)."""
-    span = len(padded) - 2 * width
-    out = taps[:, :1] * padded[None, 0:span]  # (ratio, span)
+    computed the same way whatever the signal's length (streaming cuts it anywhere) and
+    whatever else is in the batch."""
+    span = padded.shape[-1] - 2 * width
+    out = taps[:, :1] * padded[..., None, 0:span]  # (..., ratio, span)
     for k in range(1, 2 * width + 1):
-        out.addcmul_(taps[:, k:k + 1], padded[None, k:k + span])
-    return out.t().reshape(-1)  # interleave the phases: sample ratio*i + j
+        out.addcmul_(taps[:, k:k + 1], padded[..., None, k:k + span])
+    return out.transpose(-1, -2).reshape(*padded.shape[:-1], -1)  # sample ratio*i + j
 
 
 def upsample(x: np.ndarray, ratio: int) -> np.ndarray:

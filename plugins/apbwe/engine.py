@@ -3,7 +3,7 @@
 Each stream submits its newly arrived low-rate samples and awaits the high-rate samples that
 became final. The worker takes every submission waiting when it is free (up to a frame budget)
 and runs them as one batched step, so concurrent streams share matrix products, and the event
-loop never runs the model.
+loop never runs the model. On a GPU the step is a replayed CUDA graph (``graphs.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from collections import deque
 import numpy as np
 import torch
 
+from veena.plugins.apbwe.graphs import BucketRunner
 from veena.plugins.apbwe.model import APBWEGenerator
-from veena.plugins.apbwe.streaming import PackedWeights, StreamState, Work, run_step
+from veena.plugins.apbwe.packed import PackedWeights
+from veena.plugins.apbwe.streaming import StreamState, Work, run_step
 
 log = logging.getLogger("veena.apbwe")
 
@@ -49,7 +51,7 @@ class Engine:
     """The loaded generator behind a batching worker thread."""
 
     def __init__(self, model: APBWEGenerator, device: str = "cpu", precision: str = "float32",
-                 max_batch_frames: int = 16384) -> None:
+                 max_batch_frames: int = 16384, cuda_graphs: bool = True) -> None:
         if precision == "tf32":
             # process-wide switch; it only relaxes float32 matrix products on the GPU
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -59,6 +61,7 @@ class Engine:
         self.device = device
         self.precision = precision
         self.packed = PackedWeights(model, device, DTYPES[precision])
+        self.runner = BucketRunner(self.packed) if cuda_graphs and device.startswith("cuda") else None
         self.max_batch_frames = max_batch_frames
         self._pending: deque[tuple[Work, concurrent.futures.Future]] = deque()
         self._cond = threading.Condition()
@@ -73,7 +76,7 @@ class Engine:
 
     def new_stream(self) -> StreamState:
         """State for one utterance; feed it through ``process`` in order."""
-        return StreamState(self.config, self.packed.device)
+        return StreamState(self.config)
 
     def submit(self, state: StreamState, x16: np.ndarray, final: bool) -> concurrent.futures.Future:
         """Queues samples of one stream; the future gives the high-rate samples now final."""
@@ -128,7 +131,7 @@ class Engine:
                 continue
             t0 = time.perf_counter()
             try:
-                run_step(self.packed, [w for w, _ in batch])
+                run_step(self.packed, [w for w, _ in batch], self.runner)
             except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
                 log.exception("apbwe.step_failed", extra={"streams": len(batch)})
                 for _, future in batch:

@@ -133,9 +133,23 @@ def veena_register_synthesizers(runtime: Runtime):
 @hookimpl
 async def veena_startup(runtime: Runtime) -> None:
     synth = runtime.state.get("spark")
+    if synth is None:
+        return
+    runtime.telemetry.gauge("veena_engine", "Veena3 LLM engine: requests decoding (active), "
+                            "waiting for a slot (queued) and the last step's batch size",
+                            lambda: _engine_gauges(synth))
     # Load only when this voice serves requests; otherwise stream() loads on first use.
-    if synth is not None and runtime.config.stages.synthesizer == synth.name:
+    if runtime.config.stages.synthesizer == synth.name:
         await synth.start(list(runtime.speakers))
+
+
+def _engine_gauges(synth) -> dict[tuple[tuple[str, str], ...], float]:
+    engine = synth.engine
+    if engine is None:
+        return {}
+    stats = engine.stats()
+    return {(("engine", engine.name), ("value", key)): float(stats.get(key, 0))
+            for key in ("active", "queued", "batch_size")}
 
 
 @hookimpl

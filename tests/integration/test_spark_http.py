@@ -5,6 +5,7 @@ the first chunk's global tokens, concurrent requests share the engine; and the C
 from __future__ import annotations
 
 import json
+import re
 import struct
 import threading
 import time
@@ -188,6 +189,9 @@ def test_concurrent_requests_share_the_engine(spark):
     assert first_bytes < finishes, "the requests ran one after another, not together"
     bodies = {r[3] for r in results.values()}
     assert len(bodies) == 4  # different seeds, different audio
+    metrics = httpx.get(spark.url + "/metrics", timeout=10).text
+    for value in ("active", "queued", "batch_size"):
+        assert re.search(rf'veena_engine{{engine="torch",.*value="{value}"}} \d', metrics)
 
 
 def test_cli_say_with_the_neural_voice(tmp_path, ckpt, capsys):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
@@ -86,6 +87,17 @@ async def level(url: str, n: int, tokens: int) -> dict:
             "gpu MiB": gpu_memory_mib()}
 
 
+def server_ttfb(log: Path, n: int) -> tuple[float, float]:
+    """p50/p95 of the server's own time to first byte (request received -> first audio bytes
+    handed to the server) over the last ``n`` requests in its log."""
+    values = []
+    for line in log.read_text().splitlines():
+        if '"tts.first_audio_emitted"' in line:
+            values.append(json.loads(line)["ttfb_ms"])
+    values = sorted(values[-n:])
+    return statistics.median(values), values[min(n - 1, round(0.95 * (n - 1)))]
+
+
 def gpu_memory_mib() -> int:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
@@ -110,7 +122,8 @@ def main() -> None:
     if not (ckpt / "LLM").exists():
         write_random_checkpoint(ckpt, "full")
     voices = write_voice(work / "voices")
-    print(f"{'engine':<15}{'streams':>8}{'ttfb p50':>10}{'ttfb p95':>10}{'rtf p50':>9}"
+    print(f"{'engine':<15}{'streams':>8}{'ttfb p50':>10}{'ttfb p95':>10}{'srv p50':>10}"
+          f"{'srv p95':>10}{'rtf p50':>9}"
           f"{'rtf max':>9}{'audio s':>9}{'audio/s':>9}{'GPU MiB':>9}", flush=True)
     for variant in args.engines.split(","):
         engine, _, decoder_dtype = variant.partition(":")  # e.g. "torch:bfloat16"
@@ -123,7 +136,9 @@ def main() -> None:
         try:
             for n in (int(x) for x in levels.split(",")):
                 r = asyncio.run(level(server.url, n, args.tokens))
+                s50, s95 = server_ttfb(server.log, n)
                 print(f"{variant:<15}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
+                      f"{s50:>10.1f}{s95:>10.1f}"
                       f"{r['rtf p50']:>9.3f}{r['rtf worst']:>9.3f}{r['audio s']:>9.1f}"
                       f"{r['audio s per s']:>9.1f}{r['gpu MiB']:>9}", flush=True)
         finally:

@@ -26,7 +26,10 @@ from veena.plugins.apbwe.checkpoint import (CheckpointError, find_checkpoint,  #
 from veena.plugins.apbwe.dsp import enhance_reference, upsample  # noqa: E402
 from veena.plugins.apbwe.engine import Engine  # noqa: E402
 from veena.plugins.apbwe.model import APBWEConfig, APBWEGenerator  # noqa: E402
-from veena.plugins.apbwe.streaming import PackedWeights, Work, run_step  # noqa: E402
+from veena.plugins.apbwe.graphs import BucketRunner  # noqa: E402
+from veena.plugins.apbwe.rows import frames_bound  # noqa: E402
+from veena.plugins.apbwe.streaming import (PackedWeights, StreamState, Work,  # noqa: E402
+                                           advance, plan_row, run_step)
 from veena.speakers import Speaker  # noqa: E402
 
 SEAM_TOLERANCE = 1e-4
@@ -59,22 +62,20 @@ def full_model():
     return APBWEGenerator(APBWEConfig()).randomize(7).eval()
 
 
-def stream_through(packed, x, cuts, final_empty=False):
+def stream_through(packed, x, cuts, final_empty=False, runner=None):
     """Feeds ``x`` in blocks of the sizes ``cuts`` (cycled); returns the joined output."""
-    from veena.plugins.apbwe.streaming import StreamState
-
     state, outs, pos, i = StreamState(packed.config), [], 0, 0
     while pos < len(x):
         k = cuts[i % len(cuts)]
         i += 1
         last = pos + k >= len(x) and not final_empty
         work = Work(state, x[pos:pos + k], last)
-        run_step(packed, [work])
+        run_step(packed, [work], runner)
         outs.append(work.out)
         pos += k
     if final_empty or not len(x):
         work = Work(state, np.zeros(0, np.float32), True)
-        run_step(packed, [work])
+        run_step(packed, [work], runner)
         outs.append(work.out)
     return np.concatenate(outs)
 
@@ -193,22 +194,134 @@ def test_every_length_gives_three_times_the_samples(small_ckpt, n):
     assert stream_through(packed, x, [17]).shape == (3 * n,)
 
 
-def test_streams_batched_together_equal_each_alone(small_ckpt):
-    from veena.plugins.apbwe.streaming import StreamState
+def batched_through(packed, signals, block, runner=None):
+    """All signals as concurrent streams in blocks of ``block``, sharing every step."""
+    states = [StreamState(packed.config) for _ in signals]
+    outs = [[] for _ in signals]
+    for pos in range(0, max(len(x) for x in signals), block):
+        works = [Work(s, x[pos:pos + block], pos + block >= len(x))
+                 for s, x in zip(states, signals) if pos < len(x)]
+        run_step(packed, works, runner)
+        for w in works:
+            outs[states.index(w.state)].append(w.out)
+    return [np.concatenate(o) for o in outs]
 
+
+def test_streams_batched_together_equal_each_alone(small_ckpt):
     packed = PackedWeights(load_generator(small_ckpt), "cpu", torch.float32)
     signals = [speechlike(s, seed=i) for i, s in enumerate((0.3, 0.05, 0.7, 0.01))]
     alone = [stream_through(packed, x, [1000]) for x in signals]
+    for a, o in zip(alone, batched_through(packed, signals, 1000)):
+        assert np.abs(o - a).max() < SEAM_TOLERANCE
+
+
+# --- bucketed shapes (what CUDA graphs replay) ---------------------------------------------------
+
+@pytest.mark.parametrize("size", ["small", "full"])
+def test_padded_bucket_rows_equal_exact_rows(full_model, small_ckpt, size):
+    # the runner pads batch and length to its buckets and runs the very function a CUDA graph
+    # captures, eagerly; padding rows and columns must not change the real rows
+    model = full_model if size == "full" else load_generator(small_ckpt)
+    packed = PackedWeights(model, "cpu", torch.float32)
+    runner = BucketRunner(packed, capture=False, batches=(1, 2, 4), block_ms=(10, 50, 250))
+    signals = [speechlike(s, seed=i) for i, s in enumerate((0.35, 0.05, 0.3, 0.003, 0.2))]
+    if size == "full":
+        signals = signals[:3]
+    for block in (800, 3000):
+        exact = batched_through(packed, signals, block)
+        padded = batched_through(packed, signals, block, runner)
+        for e, p, x in zip(exact, padded, signals):
+            assert p.shape == e.shape == (3 * len(x),)
+            assert np.abs(p - e).max() < SEAM_TOLERANCE
+    assert runner.padded_eager > 0 and runner.unbucketed == 0
+    # a block beyond the largest bucket runs at its exact shape instead
+    x = signals[0]
+    assert np.abs(stream_through(packed, x, [len(x)], runner=runner)
+                  - stream_through(packed, x, [len(x)])).max() < SEAM_TOLERANCE
+    assert runner.unbucketed == 1
+
+
+def test_rows_of_different_block_lengths_run_in_their_own_buckets(small_ckpt):
+    packed = PackedWeights(load_generator(small_ckpt), "cpu", torch.float32)
+    runner = BucketRunner(packed, capture=False, batches=(1, 2, 4), block_ms=(10, 50, 250))
+    signals = [speechlike(0.5, seed=i) for i in range(4)]
+    blocks = [160, 800, 800, 4000]  # 10, 50, 50 and 250 ms per step, all in the same steps
     states = [StreamState(packed.config) for _ in signals]
     outs = [[] for _ in signals]
-    for pos in range(0, 12000, 1000):
-        works = [Work(s, x[pos:pos + 1000], pos + 1000 >= len(x))
-                 for s, x in zip(states, signals) if pos < len(x)]
-        run_step(packed, works)
+    steps = 0
+    while any(not s.finished for s in states):
+        works = []
+        for i, (st, x, b) in enumerate(zip(states, signals, blocks)):
+            if not st.finished:
+                pos = st.received
+                works.append(Work(st, x[pos:pos + b], pos + b >= len(x)))
+        run_step(packed, works, runner)
+        steps += 1
         for w in works:
             outs[states.index(w.state)].append(w.out)
-    for a, o in zip(alone, outs):
-        assert np.abs(np.concatenate(o) - a).max() < SEAM_TOLERANCE
+    for x, o, b in zip(signals, outs, blocks):
+        assert np.abs(np.concatenate(o) - stream_through(packed, x, [b])).max() < SEAM_TOLERANCE
+    assert runner.padded_eager > steps  # more than one bucket per step while lengths differ
+    assert {shape[1] for shape in runner.shapes} == set(runner.samples)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_depthwise_as_grouped_convolution_equals_taps(full_model, precision):
+    dtype = getattr(torch, precision)
+    taps = PackedWeights(full_model, "cpu", dtype)
+    conv = PackedWeights(full_model, "cpu", dtype, depthwise="conv")
+    x = speechlike(0.3, seed=4)
+    whole = stream_through(conv, x, [len(x)])
+    assert np.abs(whole - stream_through(taps, x, [len(x)])).max() < SEAM_TOLERANCE
+    assert np.abs(whole - stream_through(conv, x, [1000, 37])).max() < SEAM_TOLERANCE
+    with pytest.raises(ValueError):
+        PackedWeights(full_model, "cpu", dtype, depthwise="fft")
+
+
+def test_batches_beyond_the_largest_bucket_are_split(small_ckpt):
+    packed = PackedWeights(load_generator(small_ckpt), "cpu", torch.float32)
+    runner = BucketRunner(packed, capture=False, batches=(1, 2), block_ms=(50,))
+    signals = [speechlike(0.1, seed=i) for i in range(5)]
+    exact = batched_through(packed, signals, 800)
+    for e, p in zip(exact, batched_through(packed, signals, 800, runner)):
+        assert np.abs(p - e).max() < SEAM_TOLERANCE
+    assert runner.padded_eager == 3 * 2  # two steps of 800, each as chunks of 2 + 2 + 1
+
+
+def test_every_step_fits_the_bucket_bound():
+    # random block sizes and endings: positions per stage never exceed frames_bound
+    cfg = APBWEConfig()
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        state = StreamState(cfg)
+        steps = int(rng.integers(1, 6))
+        for i in range(steps):
+            n = int(rng.choice([0, 1, 2, 53, 54, 80, 320, 4000, 16000]) + rng.integers(0, 3))
+            final = i == steps - 1
+            plan = plan_row(state, n, final)
+            assert plan.count <= frames_bound(cfg, plan.lr_count)
+            advance(state, plan, np.zeros(n, np.float32), final)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("precision,depthwise", [("float32", "taps"), ("bfloat16", "taps"),
+                                                 ("float32", "conv")])
+def test_cuda_graphs_equal_eager(full_model, precision, depthwise):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    packed = PackedWeights(full_model.to("cuda"), "cuda", getattr(torch, precision), depthwise)
+    try:
+        runner = BucketRunner(packed)
+        signals = [speechlike(1.3, seed=i) for i in range(3)] + [speechlike(0.02, seed=9)]
+        for block in (320, 16000):
+            eager = batched_through(packed, signals, block)
+            graphs = batched_through(packed, signals, block, runner)
+            tolerance = SEAM_TOLERANCE if precision == "float32" else 1e-2
+            for e, g in zip(eager, graphs):
+                assert g.shape == e.shape
+                assert np.abs(g - e).max() < tolerance
+        assert runner.captures > 0 and runner.replays > 0 and runner.padded_eager == 0
+    finally:
+        full_model.to("cpu")
 
 
 def test_engine_batches_concurrent_streams_on_its_worker(small_ckpt):

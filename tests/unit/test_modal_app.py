@@ -193,8 +193,8 @@ def test_image_ships_the_project_and_its_gpu_extras(monkeypatch, tmp_path):
     assert all(module._not_source(Path(p)) for p in drop)
 
 
-def test_drain_action_calls_modal_stop_fetching_inputs(caplog):
-    from modal_app import ModalDrain
+def test_drain_action_calls_modal_stop_fetching_inputs(monkeypatch, tmp_path, caplog):
+    ModalDrain = load_modal_app(monkeypatch, tmp_path).ModalDrain
 
     caplog.set_level(logging.INFO, logger="veena.modal")
     asyncio.run(ModalDrain().veena_drain(reason="cuda_oom", runtime=None))
@@ -216,8 +216,7 @@ OPEN = "[server]\nallow_open_access = true\n"
 
 
 def _container(monkeypatch, tmp_path, settings: ModalSettings, config: str = OPEN):
-    from modal_app import Container
-
+    Container = load_modal_app(monkeypatch, tmp_path).Container
     monkeypatch.setenv("VEENA_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "veena.toml").write_text(config)
     monkeypatch.setenv("VEENA_CONFIG", str(tmp_path / "veena.toml"))

@@ -22,6 +22,9 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+pytest_plugins = ["tests.support.spark_checkpoint"]
+"""Fixtures ``ckpt``, ``tokenizer`` and ``tokens`` (a tiny random Veena3 checkpoint)."""
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Tests never touch the developer's own data or services: no DATABASE_URL / REDIS_URL / Supabase

@@ -17,3 +17,23 @@ def tiny_checkpoint(factory: pytest.TempPathFactory) -> Path:
 
         _built["tiny"] = write_random_checkpoint(factory.mktemp("veena3-tiny"), "tiny", seed=0)
     return _built["tiny"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """The session's tiny random checkpoint."""
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(ckpt):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ckpt / "LLM")
+
+
+@pytest.fixture(scope="module")
+def tokens(tokenizer):
+    from veena.plugins.spark.tokens import TokenMap
+
+    return TokenMap(tokenizer.get_vocab(), tokenizer.eos_token_id)

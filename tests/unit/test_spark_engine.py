@@ -9,30 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.spark_checkpoint import tiny_checkpoint
 from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from veena.plugins.spark.engine import (FinishReason, SamplingParams, TokenRequest, TokenSet,
                                         create_engine)
-from veena.plugins.spark.tokens import TokenMap
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(ckpt):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(ckpt / "LLM")
-
-
-@pytest.fixture(scope="module")
-def tokens(tokenizer) -> TokenMap:
-    return TokenMap(tokenizer.get_vocab(), tokenizer.eos_token_id)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import types
-from pathlib import Path
 
 import msgspec
 import numpy as np
 import pytest
 
-from tests.support.spark_checkpoint import tiny_checkpoint
 from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from veena.platform.errors import ConfigError
 from veena.platform.job import Job, OutputFormat, SamplingOptions
@@ -24,23 +22,6 @@ from veena.plugins.spark.tokens import (END_GLOBAL, END_SEMANTIC, START_GLOBAL, 
 from veena.speakers import load_catalog
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(ckpt):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(ckpt / "LLM")
-
-
-@pytest.fixture(scope="module")
-def tokens(tokenizer) -> TokenMap:
-    return TokenMap(tokenizer.get_vocab(), tokenizer.eos_token_id)
 
 
 # --- tokens and prompts ---------------------------------------------------------------------

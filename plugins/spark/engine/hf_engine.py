@@ -8,21 +8,20 @@ the baseline the batched ``torch`` engine is measured against, and its reference
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from veena.plugins.spark.engine.base import FinishReason, TokenRequest
-from veena.plugins.spark.engine.loading import load_causal_lm, resolve_dtype
+from veena.plugins.spark.engine.base import FinishReason
+from veena.plugins.spark.engine.loading import load_causal_lm
 from veena.plugins.spark.engine.sampling import MaskTable, RowParams, max_top_k, request_key, sample
 from veena.plugins.spark.engine.stream import End, QueueTokenStream, log_abort
+from veena.plugins.spark.engine.worker import WorkerEngine
 
 log = logging.getLogger("veena.spark.engine")
 
@@ -40,33 +39,20 @@ class _Slot:
         self.started = time.perf_counter()
 
 
-class HfEngine:
+class HfEngine(WorkerEngine):
     """Hugging Face model + per-request KV caches on one worker thread, stepped round-robin."""
 
     name = "hf"
 
     def __init__(self, llm_dir: Path, device: str = "cpu", dtype: str = "float32",
                  threads: int | None = None) -> None:
-        self.llm_dir = Path(llm_dir)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype)
-        self.threads = threads
+        super().__init__(llm_dir, device, dtype, threads)
         self.model: Any = None
         self.vocab_size = 0
-        self._inbox: queue.Queue[QueueTokenStream | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
         self.masks: MaskTable | None = None
         self._keep_arg: str | None = None
         self._cache_arg = "past_key_values"
-        self._counts = {"submitted": 0, "completed": 0, "aborted": 0, "failed": 0, "tokens": 0}
         self._active = 0
-
-    # --- lifecycle ---
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._run, name="spark-hf-engine", daemon=True)
-        self._thread.start()
 
     def _load(self) -> None:
         self.model = load_causal_lm(self.llm_dir, self.device, self.dtype, self.threads)
@@ -77,22 +63,8 @@ class HfEngine:
         # transformers 5.2x calls the KV cache argument ``cache``; earlier ones ``past_key_values``.
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
-    async def close(self) -> None:
-        if self._thread is not None:
-            self._inbox.put(None)
-            await asyncio.to_thread(self._thread.join, 30)
-            self._thread = None
+    def _unload(self) -> None:
         self.model = None
-
-    def submit(self, request: TokenRequest) -> QueueTokenStream:
-        if self._thread is None:
-            raise RuntimeError("the hf engine is not started")
-        if not request.prompt_ids:
-            raise ValueError("empty prompt")
-        stream = QueueTokenStream(request, asyncio.get_running_loop())
-        self._counts["submitted"] += 1
-        self._inbox.put(stream)
-        return stream
 
     def stats(self) -> dict[str, Any]:
         return {"engine": self.name, "active": self._active, "queued": self._inbox.qsize(),

@@ -74,21 +74,11 @@ class StaticQwen2:
         write = positions[:, None, :, None].expand(rows, self.kv_heads, q_len, self.head_dim)
         h = self.embed(ids)
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            x = layer.input_layernorm(h)
-            q = attn.q_proj(x).view(rows, q_len, self.heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k, v = self._qkv(layer, h, cos, sin)
             k_cache, v_cache = self.k[i, slot], self.v[i, slot]
             k_cache.scatter_(2, write, k)
             v_cache.scatter_(2, write, v)
-            out = _attend(q.reshape(rows, self.kv_heads, self.group * q_len, self.head_dim),
-                          k_cache[:, :, :kv_len], v_cache[:, :, :kv_len], visible, self.scale)
-            out = out.view(rows, self.heads, q_len, self.head_dim).transpose(1, 2)
-            h = h + attn.o_proj(out.reshape(rows, q_len, self.heads * self.head_dim))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = self._rest(layer, h, q, k_cache[:, :, :kv_len], v_cache[:, :, :kv_len], visible)
         if last is None:
             h = h[:, -1]
         else:
@@ -108,22 +98,34 @@ class StaticQwen2:
         causal = (positions[None, :] <= positions[:, None]).repeat(self.group, 1)  # (G*Q, Q)
         h = self.embed(ids)
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            x = layer.input_layernorm(h)
-            q = attn.q_proj(x).view(rows, q_len, self.heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k, v = self._qkv(layer, h, cos, sin)
             self.k[i, :, :, :q_len].index_copy_(0, slot_ids, k)
             self.v[i, :, :, :q_len].index_copy_(0, slot_ids, v)
-            out = _attend(q.reshape(rows, self.kv_heads, self.group * q_len, self.head_dim),
-                          k, v, causal, self.scale)
-            out = out.view(rows, self.heads, q_len, self.head_dim).transpose(1, 2)
-            h = h + attn.o_proj(out.reshape(rows, q_len, self.heads * self.head_dim))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = self._rest(layer, h, q, k, v, causal)
         h = h[torch.arange(rows, device=h.device), last]
         return self.lm_head(self.norm(h)).float()
+
+    def _qkv(self, layer: Any, h: torch.Tensor, cos: torch.Tensor,
+             sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The layer's queries (B, H, Q, D), keys and values (B, KVH, Q, D), rotated."""
+        rows, q_len, _ = h.shape
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        q = attn.q_proj(x).view(rows, q_len, self.heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(rows, q_len, self.kv_heads, self.head_dim).transpose(1, 2)
+        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
+
+    def _rest(self, layer: Any, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Attention over ``k``, ``v`` where ``visible``, output projection and MLP, with the
+        residuals: the layer's output."""
+        rows, q_len, _ = h.shape
+        out = _attend(q.reshape(rows, self.kv_heads, self.group * q_len, self.head_dim),
+                      k, v, visible, self.scale)
+        out = out.view(rows, self.heads, q_len, self.head_dim).transpose(1, 2)
+        h = h + layer.self_attn.o_proj(out.reshape(rows, q_len, self.heads * self.head_dim))
+        return h + layer.mlp(layer.post_attention_layernorm(h))
 
     def move(self, src: int, dst: int) -> None:
         """Copies the cached sequence of slot ``src`` into slot ``dst``."""

@@ -14,10 +14,8 @@ allowed ids or seed each request, and its CUDA graphs need flash-attention kerne
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -26,10 +24,11 @@ from typing import Any
 import torch
 
 from veena.plugins.spark.engine.base import FinishReason, TokenRequest
-from veena.plugins.spark.engine.loading import load_causal_lm, resolve_dtype
+from veena.plugins.spark.engine.loading import load_causal_lm
 from veena.plugins.spark.engine.sampling import MaskTable, RowParams, max_top_k, request_key, sample
 from veena.plugins.spark.engine.static_model import StaticQwen2
 from veena.plugins.spark.engine.stream import End, QueueTokenStream, deliver_all, log_abort
+from veena.plugins.spark.engine.worker import WorkerEngine
 
 log = logging.getLogger("veena.spark.engine")
 
@@ -58,7 +57,7 @@ class _Seq:
         """Tokens generated but not yet handed to the event loop."""
 
 
-class TorchEngine:
+class TorchEngine(WorkerEngine):
     """Batched decoding of concurrent requests on one device (CPU or one GPU)."""
 
     name = "torch"
@@ -68,10 +67,7 @@ class TorchEngine:
                  prefill_tokens: int = 2048) -> None:
         if slots < 1 or max_len < 2 or prefill_tokens < 1:
             raise ValueError("slots, max_len and prefill_tokens must be positive")
-        self.llm_dir = Path(llm_dir)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype)
-        self.threads = threads
+        super().__init__(llm_dir, device, dtype, threads)
         self.slots = slots
         self.max_len = max_len
         self.prefill_tokens = prefill_tokens
@@ -79,23 +75,13 @@ class TorchEngine:
         self.graphs: Any = None
         self.prefill_graphs: Any = None
         self.masks: MaskTable | None = None
-        self._inbox: queue.Queue[QueueTokenStream | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._counts = {"submitted": 0, "completed": 0, "aborted": 0, "failed": 0, "tokens": 0,
-                        "steps": 0}
+        self._counts["steps"] = 0
         self._live: list[_Seq] = []
         self._waiting: deque[_Seq] = deque()
         self._batch = 0
         self._rows: RowParams | None = None
         self._rows_for: list[_Seq] = []
         self._max_k = 1
-
-    # --- lifecycle ---
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._run, name="spark-torch-engine", daemon=True)
-        self._thread.start()
 
     def _load(self) -> None:
         hf = load_causal_lm(self.llm_dir, self.device, self.dtype, self.threads)
@@ -126,25 +112,13 @@ class TorchEngine:
                         self.model.forward(0, ids, pos, width)
         torch.cuda.synchronize(self.device)
 
-    async def close(self) -> None:
-        if self._thread is not None:
-            self._inbox.put(None)
-            await asyncio.to_thread(self._thread.join, 30)
-            self._thread = None
+    def _unload(self) -> None:
         self.model = self.graphs = self.prefill_graphs = None
 
-    def submit(self, request: TokenRequest) -> QueueTokenStream:
-        if self._thread is None:
-            raise RuntimeError("the torch engine is not started")
-        if not request.prompt_ids:
-            raise ValueError("empty prompt")
+    def _check(self, request: TokenRequest) -> None:
         if len(request.prompt_ids) >= self.max_len:
             raise ValueError(f"prompt of {len(request.prompt_ids)} tokens does not fit a "
                              f"{self.max_len}-token sequence")
-        stream = QueueTokenStream(request, asyncio.get_running_loop())
-        self._counts["submitted"] += 1
-        self._inbox.put(stream)
-        return stream
 
     def stats(self) -> dict[str, Any]:
         return {"engine": self.name, "active": len(self._live),

@@ -92,15 +92,6 @@ class HfEngine(WorkerEngine):
                     active.remove(slot)
                     self._active = len(active)
 
-    def _drain_inbox(self) -> None:
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item.deliver(End(FinishReason.ABORTED))
-
     def _step(self, slot: _Slot) -> bool:
         """One prefill or decode step of one request; True when the request is finished."""
         from transformers import DynamicCache

@@ -312,10 +312,4 @@ class TorchEngine(WorkerEngine):
         for seq in self._live + list(self._waiting):
             self._abort(seq)
         self._live, self._waiting = [], deque()
-        while True:
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item.deliver(End(FinishReason.ABORTED))
+        self._drain_inbox()

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from veena.plugins.spark.engine.base import TokenRequest
+from veena.plugins.spark.engine.base import FinishReason, TokenRequest
 from veena.plugins.spark.engine.loading import resolve_dtype
-from veena.plugins.spark.engine.stream import QueueTokenStream
+from veena.plugins.spark.engine.stream import End, QueueTokenStream
 
 
 class WorkerEngine:
@@ -54,6 +54,16 @@ class WorkerEngine:
         self._counts["submitted"] += 1
         self._inbox.put(stream)
         return stream
+
+    def _drain_inbox(self) -> None:
+        """Worker thread, at shutdown: ends every request still in the inbox as aborted."""
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.deliver(End(FinishReason.ABORTED))
 
     def _check(self, request: TokenRequest) -> None:
         """Raises ValueError for a request this engine can never serve."""

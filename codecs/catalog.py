@@ -43,6 +43,9 @@ class AudioCodec:
     default_sample_rate: int | None
     make: Callable[[int, bool, int | None], Encoder]
     container: ContainerFormat | None = None
+    encode_inline: bool = False
+    """True when a block costs microseconds to encode (raw samples, G.711, WAV): the pipeline
+    encodes it on the event loop instead of handing it to a worker thread and back."""
 
     def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
         """ValueError naming the valid range when ``bitrate`` is impossible at this rate."""
@@ -122,13 +125,15 @@ AAC = ContainerFormat(
 
 CODECS: tuple[AudioCodec, ...] = (
     AudioCodec("wav", "audio/wav", ("wave",), COMMON_RATES, None,
-               lambda rate, streaming, bitrate: WavEncoder(rate, streaming=streaming)),
+               lambda rate, streaming, bitrate: WavEncoder(rate, streaming=streaming),
+               encode_inline=True),
     # audio/pcm, not audio/L16: L16 (RFC 2586) is big-endian and this is s16le.
-    AudioCodec("pcm", "audio/pcm", ("s16le", "raw"), COMMON_RATES, None, _raw("pcm")),
+    AudioCodec("pcm", "audio/pcm", ("s16le", "raw"), COMMON_RATES, None, _raw("pcm"),
+               encode_inline=True),
     AudioCodec("mulaw", "audio/basic", ("ulaw", "g711_ulaw", "pcm_mulaw"), G711_RATES, 8000,
-               _raw("mulaw")),
+               _raw("mulaw"), encode_inline=True),
     AudioCodec("alaw", "audio/x-alaw-basic", ("g711_alaw", "pcm_alaw"), G711_RATES, 8000,
-               _raw("alaw")),
+               _raw("alaw"), encode_inline=True),
     AudioCodec("opus", "audio/ogg; codecs=opus", ("ogg", "ogg_opus"), OPUS_RATES, None,
                _container("opus", OPUS), OPUS),
     AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3), MP3),

@@ -15,29 +15,38 @@ if TYPE_CHECKING:
     from veena.platform.job import Job
 
 
-async def encode_stream(stream: AsyncIterator[PCM], encoder: Encoder,
-                        job: Job | None = None) -> AsyncIterator[bytes]:
-    """Yields encoded bytes block by block; each block is encoded on a worker thread so one
-    request's CPU-bound encoding never starves the other streams. Encoder time is added to
+async def encode_stream(stream: AsyncIterator[PCM], encoder: Encoder, job: Job | None = None,
+                        *, inline: bool = False) -> AsyncIterator[bytes]:
+    """Yields encoded bytes block by block. Each block is encoded on a worker thread, so one
+    request's CPU-bound encoding never starves the other streams; with ``inline`` (a codec
+    whose blocks cost microseconds: raw PCM, G.711, WAV) it is encoded right here, where two
+    thread hops would cost far more than the encoding. Encoder time is added to
     ``job.encode_seconds``."""
-    spent = [0.0]
+    loop = asyncio.get_running_loop()
+    spent = 0.0
 
     def timed(fn: Callable[..., bytes], *args: PCM) -> bytes:
+        nonlocal spent
         t0 = time.perf_counter()
         try:
             return fn(*args)
         finally:
-            spent[0] += time.perf_counter() - t0
+            spent += time.perf_counter() - t0
+
+    async def run(fn: Callable[..., bytes], *args: PCM) -> bytes:
+        if inline:
+            return timed(fn, *args)
+        return await loop.run_in_executor(None, timed, fn, *args)
 
     try:
         async with aclosing(stream):
             async for block in stream:
-                data = await asyncio.to_thread(timed, encoder.encode, block)
+                data = await run(encoder.encode, block)
                 if data:
                     yield data
-        tail = await asyncio.to_thread(timed, encoder.finish)
+        tail = await run(encoder.finish)
         if tail:
             yield tail
     finally:
         if job is not None:
-            job.encode_seconds += spent[0]
+            job.encode_seconds += spent

@@ -12,8 +12,9 @@ worker thread per library copy takes one item at a time:
   first audio after N tastes rather than N sentences. The restart begins a new intonation
   phrase, so the seam can be heard; a request that finds no queue is never cut;
 - a request has at most one item in synthesis, so its audio stays in order;
-- each eSpeak NG callback buffer goes to the request's event loop at once
-  (``call_soon_threadsafe``); a cancelled request aborts at the next callback (return 1);
+- each eSpeak NG callback buffer goes to the request's queue at once, and its event loop is
+  woken unless a wake-up is already due; a cancelled request aborts at the next callback
+  (return 1);
 - a request more than ``max_ahead_s`` of audio ahead of its consumer is parked until the
   consumer catches up, so a slow client never makes audio pile up in memory.
 
@@ -57,16 +58,30 @@ END = End()
 
 
 class Channel:
-    """What a worker sends a request's consumer, on the consumer's event loop: audio blocks
-    ``(chunk, samples)``, then ``END`` or an exception. The consumer may peek at the next one."""
+    """What a worker sends a request's consumer: audio blocks ``(chunk, samples)``, then ``END``
+    or an exception. The consumer may peek at the next one.
+
+    Workers append from their own thread (deque appends are atomic) and wake the consumer's
+    loop only when no wake-up is due already, so the buffers eSpeak NG makes while the loop is
+    busy cost one cross-thread call (a pipe write, a loop iteration), not one each."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_due = False
 
-    def put(self, message: Any) -> None:  # on the loop thread
+    def put(self, message: Any) -> None:  # on a worker thread
+        """Queues ``message``; RuntimeError when the consumer's loop is closed."""
         self.items.append(message)
+        if not self._wake_due:
+            self._wake_due = True
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:  # on the loop thread
+        # Cleared before the waiter is woken: anything appended after this line schedules a
+        # new wake-up, anything appended before it is seen when the consumer resumes.
+        self._wake_due = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -100,7 +115,7 @@ class EngineStream:
     def send(self, message: Any) -> bool:
         """Hands ``message`` to the consumer's loop; False when that loop is gone."""
         try:
-            self.loop.call_soon_threadsafe(self.channel.put, message)
+            self.channel.put(message)
             return True
         except RuntimeError:  # loop closed: nobody is listening any more
             self.cancelled = True

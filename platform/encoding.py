@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
@@ -14,37 +16,54 @@ from veena.platform.audio import PCM
 if TYPE_CHECKING:
     from veena.platform.job import Job
 
+# Two pools, one thread a core each: more threads than cores only add GIL hand-offs. Blocks of
+# streams that have sent no bytes yet never queue behind other streams' later audio, so a new
+# request's first bytes do not wait for everyone else's backlog (as eSpeak NG serves new
+# requests first); each stream has one block in flight at a time, so streams stay fair.
+_THREADS = os.cpu_count() or 1
+FIRST_BYTES = ThreadPoolExecutor(_THREADS, thread_name_prefix="veena-encode-first")
+LATER = ThreadPoolExecutor(_THREADS, thread_name_prefix="veena-encode")
 
-async def encode_stream(stream: AsyncIterator[PCM], encoder: Encoder, job: Job | None = None,
-                        *, inline: bool = False) -> AsyncIterator[bytes]:
-    """Yields encoded bytes block by block. Each block is encoded on a worker thread, so one
-    request's CPU-bound encoding never starves the other streams; with ``inline`` (a codec
-    whose blocks cost microseconds: raw PCM, G.711, WAV) it is encoded right here, where two
-    thread hops would cost far more than the encoding. Encoder time is added to
+
+async def encode_stream(stream: AsyncIterator[PCM], open_encoder: Callable[[], Encoder],
+                        job: Job | None = None, *, inline: bool = False) -> AsyncIterator[bytes]:
+    """Yields encoded bytes block by block from the encoder ``open_encoder()`` makes.
+
+    The encoder is made and fed on a worker thread (one of the two pools above), so one
+    request's CPU-bound encoding never starves the other streams; making one can cost
+    milliseconds too (a FLAC encoder zeroes about 4 MB). With ``inline`` (a codec whose blocks
+    cost microseconds: raw PCM, G.711, WAV) all of it happens right here, where two thread
+    hops would cost far more than the encoding. Encoder time is added to
     ``job.encode_seconds``."""
     loop = asyncio.get_running_loop()
+    encoder: Encoder | None = None
     spent = 0.0
+    sent = False
 
-    def timed(fn: Callable[..., bytes], *args: PCM) -> bytes:
-        nonlocal spent
+    def step(block: PCM | None) -> bytes:
+        """Encodes ``block``, or finishes the stream for None."""
+        nonlocal encoder, spent
         t0 = time.perf_counter()
         try:
-            return fn(*args)
+            if encoder is None:
+                encoder = open_encoder()
+            return encoder.finish() if block is None else encoder.encode(block)
         finally:
             spent += time.perf_counter() - t0
 
-    async def run(fn: Callable[..., bytes], *args: PCM) -> bytes:
+    async def run(block: PCM | None) -> bytes:
         if inline:
-            return timed(fn, *args)
-        return await loop.run_in_executor(None, timed, fn, *args)
+            return step(block)
+        return await loop.run_in_executor(LATER if sent else FIRST_BYTES, step, block)
 
     try:
         async with aclosing(stream):
             async for block in stream:
-                data = await run(encoder.encode, block)
+                data = await run(block)
                 if data:
+                    sent = True
                     yield data
-        tail = await run(encoder.finish)
+        tail = await run(None)
         if tail:
             yield tail
     finally:

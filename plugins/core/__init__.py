@@ -88,5 +88,7 @@ def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) 
 @hookimpl(trylast=True)
 def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[bytes]:
     codec = runtime.codec(job.output.codec)
-    encoder = codec.open(job.output.sample_rate, streaming=job.stream, bitrate=job.output.bitrate)
-    return encode_stream(stream, encoder, job, inline=getattr(codec, "encode_inline", False))
+    out = job.output
+    return encode_stream(
+        stream, lambda: codec.open(out.sample_rate, streaming=job.stream, bitrate=out.bitrate),
+        job, inline=getattr(codec, "encode_inline", False))

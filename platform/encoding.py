@@ -16,13 +16,14 @@ from veena.platform.audio import PCM
 if TYPE_CHECKING:
     from veena.platform.job import Job
 
-# Two pools, one thread a core each: more threads than cores only add GIL hand-offs. Blocks of
-# streams that have sent no bytes yet never queue behind other streams' later audio, so a new
-# request's first bytes do not wait for everyone else's backlog (as eSpeak NG serves new
-# requests first); each stream has one block in flight at a time, so streams stay fair.
-_THREADS = os.cpu_count() or 1
-FIRST_BYTES = ThreadPoolExecutor(_THREADS, thread_name_prefix="veena-encode-first")
-LATER = ThreadPoolExecutor(_THREADS, thread_name_prefix="veena-encode")
+# Two pools. Blocks of streams that have sent no bytes yet never queue behind other streams'
+# later audio, so a new request's first bytes do not wait for everyone else's backlog (as
+# eSpeak NG serves new requests first). Later audio gets a thread a core but one, which
+# leaves a core to the event loop and to first bytes; more threads than cores only add GIL
+# hand-offs. Each stream has one block in flight at a time, so streams stay fair.
+_CORES = os.cpu_count() or 1
+FIRST_BYTES = ThreadPoolExecutor(_CORES, thread_name_prefix="veena-encode-first")
+LATER = ThreadPoolExecutor(max(1, _CORES - 1), thread_name_prefix="veena-encode")
 
 
 async def encode_stream(stream: AsyncIterator[PCM], open_encoder: Callable[[], Encoder],

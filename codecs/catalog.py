@@ -23,8 +23,17 @@ MP3_QUALITY = 7
 """LAME ``-q`` 0..9 (lower is better): 3 (LAME's default) ~186x, 5 ~217x, 7 ~290-500x. 7 keeps
 the psychoacoustic model but skips noise shaping."""
 AAC_CODER = "fast"
-"""FFmpeg's AAC coder: ``twoloop`` (FFmpeg 9's default) ~45x, ``fast`` ~125-190x, the fastest
-it has; still short of 250x."""
+"""FFmpeg's AAC coder: ``twoloop`` (FFmpeg 9's default) ~45x, ``fast`` ~125-220x, the fastest
+it has."""
+AAC_OPTIONS = {"aac_coder": AAC_CODER, "aac_pns": "0", "aac_tns": "0"}
+"""Perceptual noise substitution and temporal noise shaping off: ~9% faster in same-run
+comparisons (195x -> 213x at 16 kHz), same bitrate; they matter little for speech at
+64 kbit/s. Still short of 250x."""
+MP3_DEFAULT_RATE = 24000
+"""Without a requested rate, mp3 is sent at 24 kHz (OpenAI's speech API rate too): MPEG-2
+layer III frames are 24 ms there against 36 ms at 16 kHz, so a stream's lag is 94 ms
+instead of 137 ms, at the same 64 kbit/s and still ~380-410x real time from 16 kHz input.
+A 16 or 22.05 kHz voice gains no audio band from it, only the shorter frames."""
 
 FLAC_BLOCK_SIZES = (192, 256, 512, 576, 1024, 1152, 2048, 2304, 4096, 4608)
 FLAC_STREAM_BLOCK_SECONDS = 0.05
@@ -118,7 +127,7 @@ FLAC = ContainerFormat(
 
 AAC = ContainerFormat(
     muxer="adts", encoder="aac",
-    codec_options=lambda rate, streaming: {"aac_coder": AAC_CODER},
+    codec_options=lambda rate, streaming: dict(AAC_OPTIONS),
     # FFmpeg's AAC-LC encoder caps a mono frame at 6144 bits per 1024 samples.
     bitrate_range=lambda rate: (8_000, 6 * rate),
     default_bitrate=lambda rate: min(64_000, 6 * rate))
@@ -136,7 +145,8 @@ CODECS: tuple[AudioCodec, ...] = (
                _raw("alaw"), encode_inline=True),
     AudioCodec("opus", "audio/ogg; codecs=opus", ("ogg", "ogg_opus"), OPUS_RATES, None,
                _container("opus", OPUS), OPUS),
-    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3), MP3),
+    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, MP3_DEFAULT_RATE, _container("mp3", MP3),
+               MP3),
     AudioCodec("flac", "audio/flac", (), COMMON_RATES, None, _container("flac", FLAC), FLAC),
     AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC), AAC),
 )

@@ -9,7 +9,8 @@ from veena.platform.audio import PCM
 
 @runtime_checkable
 class Encoder(Protocol):
-    """One request's encoder. Not thread-safe; used from one worker thread at a time."""
+    """One request's encoder. Not thread-safe; used from one thread at a time (a worker thread,
+    or the event loop for codecs that encode inline)."""
 
     def encode(self, block: PCM) -> bytes:
         """Encodes one block (resampling to the output rate if needed); returns ready bytes."""
@@ -20,7 +21,11 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class Codec(Protocol):
-    """A named output format: what it accepts and how to open an encoder."""
+    """A named output format: what it accepts and how to open an encoder.
+
+    Optional: ``encode_inline = True`` on a codec whose blocks cost microseconds to encode
+    makes the pipeline encode them on the event loop; without it every block goes to a worker
+    thread, which is what CPU-bound encoders need."""
 
     name: str
     media_type: str

@@ -1,6 +1,7 @@
 """The built-in stage implementations: run the registered normalizers, pick the synthesizer and
-codec from their registries, encode off the event loop. Third-party plugins wrap these hooks or
-register more normalizers, synthesizers and codecs; nothing here is special-cased elsewhere."""
+codec from their registries, encode CPU-bound codecs off the event loop. Third-party plugins
+wrap these hooks or register more normalizers, synthesizers and codecs; nothing here is
+special-cased elsewhere."""
 
 from __future__ import annotations
 
@@ -87,5 +88,7 @@ def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) 
 @hookimpl(trylast=True)
 def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[bytes]:
     codec = runtime.codec(job.output.codec)
-    encoder = codec.open(job.output.sample_rate, streaming=job.stream, bitrate=job.output.bitrate)
-    return encode_stream(stream, encoder, job)
+    out = job.output
+    return encode_stream(
+        stream, lambda: codec.open(out.sample_rate, streaming=job.stream, bitrate=out.bitrate),
+        job, inline=getattr(codec, "encode_inline", False))

@@ -3,7 +3,7 @@
 Settings, ``[plugins.espeak]``::
 
     engines = 1            # private copies of the library, one worker thread each
-    buffer_ms = 100        # audio per eSpeak NG callback (each goes to the client at once)
+    buffer_ms = 100        # audio per eSpeak NG callback (a request's first goes out at once)
     default_voice = "en-us"
     rate = 175             # words per minute (a speaker's `rate` wins); unset = 175
     pitch = 50             # 0-100 (a speaker's `pitch` wins); unset = 50
@@ -49,7 +49,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_ahead_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     """Seconds of audio a request may run ahead of its consumer before its synthesis pauses."""
     max_block_ms: Annotated[int, msgspec.Meta(ge=10)] = 500
-    """Largest PCM block handed on when several callback buffers are waiting at once."""
+    """Audio after a request's first callback buffer is handed on in blocks of about this size
+    (at most one buffer more); also the most the consumer merges when several are waiting."""
 
 
 def _synthesizer(runtime: Runtime) -> EspeakSynthesizer | None:

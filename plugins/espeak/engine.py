@@ -12,8 +12,9 @@ worker thread per library copy takes one item at a time:
   first audio after N tastes rather than N sentences. The restart begins a new intonation
   phrase, so the seam can be heard; a request that finds no queue is never cut;
 - a request has at most one item in synthesis, so its audio stays in order;
-- each eSpeak NG callback buffer goes to the request's event loop at once
-  (``call_soon_threadsafe``); a cancelled request aborts at the next callback (return 1);
+- a request's first callback buffer goes to its queue at once, later audio in blocks of about
+  ``block_ms`` (``BlockSender``); the request's event loop is woken unless a wake-up is
+  already due; a cancelled request aborts at the next callback (return 1);
 - a request more than ``max_ahead_s`` of audio ahead of its consumer is parked until the
   consumer catches up, so a slow client never makes audio pile up in memory.
 
@@ -57,16 +58,30 @@ END = End()
 
 
 class Channel:
-    """What a worker sends a request's consumer, on the consumer's event loop: audio blocks
-    ``(chunk, samples)``, then ``END`` or an exception. The consumer may peek at the next one."""
+    """What a worker sends a request's consumer: audio blocks ``(chunk, samples)``, then ``END``
+    or an exception. The consumer may peek at the next one.
+
+    Workers append from their own thread (deque appends are atomic) and wake the consumer's
+    loop only when no wake-up is due already, so the buffers eSpeak NG makes while the loop is
+    busy cost one cross-thread call (a pipe write, a loop iteration), not one each."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_due = False
 
-    def put(self, message: Any) -> None:  # on the loop thread
+    def put(self, message: Any) -> None:  # on a worker thread
+        """Queues ``message``; RuntimeError when the consumer's loop is closed."""
         self.items.append(message)
+        if not self._wake_due:
+            self._wake_due = True
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:  # on the loop thread
+        # Cleared before the waiter is woken: anything appended after this line schedules a
+        # new wake-up, anything appended before it is seen when the consumer resumes.
+        self._wake_due = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -100,20 +115,50 @@ class EngineStream:
     def send(self, message: Any) -> bool:
         """Hands ``message`` to the consumer's loop; False when that loop is gone."""
         try:
-            self.loop.call_soon_threadsafe(self.channel.put, message)
+            self.channel.put(message)
             return True
         except RuntimeError:  # loop closed: nobody is listening any more
             self.cancelled = True
             return False
 
 
+class BlockSender:
+    """Hands one work item's audio to its request: the request's very first buffer at once
+    (time to first byte), later audio in blocks of at least ``block`` samples, and what is
+    left when the item ends. eSpeak NG makes a callback buffer in a fraction of a millisecond,
+    and every block costs the event loop, the encoder and the socket a fixed price, so one
+    block per buffer would make a request cost several times more than needed."""
+
+    def __init__(self, stream: EngineStream, chunk: int, block: int) -> None:
+        self.stream, self.chunk, self.block = stream, chunk, block
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def send(self, samples: np.ndarray) -> bool:
+        """False when the request is gone."""
+        first = not self.stream.started
+        self.stream.started = True
+        self.stream.produced += len(samples)
+        self.parts.append(samples)
+        self.size += len(samples)
+        return self.flush() if first or self.size >= self.block else True
+
+    def flush(self) -> bool:
+        if not self.parts:
+            return True
+        block = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        self.parts, self.size = [], 0
+        return self.stream.send((self.chunk, block))
+
+
 class EspeakEngine:
     """``engines`` private eSpeak NG copies, each driven by one worker thread."""
 
     def __init__(self, engines: int = 1, buffer_ms: int = 100, max_ahead_s: float = 20.0,
-                 first_audio_ms: int = 400) -> None:
+                 first_audio_ms: int = 400, block_ms: int = 500) -> None:
         self._libs = acquire_libraries(engines, buffer_ms)
         self.sample_rate = self._libs[0].sample_rate
+        self.block = max(1, block_ms * self.sample_rate // 1000)
         self.max_ahead = int(max_ahead_s * self.sample_rate)
         self.first_audio = first_audio_ms * self.sample_rate // 1000
         self._cond = threading.Condition()
@@ -290,6 +335,7 @@ class EspeakEngine:
             raise RuntimeError(f"eSpeak NG has no voice {item.voice!r}")
         lib.set_parameters(stream.rate, stream.pitch)
         chunk, text = item.chunk, item.text
+        out = BlockSender(stream, chunk, self.block)
         outcome = DONE
         sent = 0  # samples handed on
         held: list[np.ndarray] = []  # in taste mode, audio past `taste` until a word starts
@@ -303,14 +349,14 @@ class EspeakEngine:
                 return True
             n = 0 if samples is None else len(samples)
             if not taste:
-                if n and not self._send(stream, chunk, samples):
+                if n and not out.send(samples):
                     outcome = ABORTED
                     return True
                 return False
             if n:
                 if sent < taste:
                     now = samples[:taste - sent]
-                    if not self._send(stream, chunk, now):
+                    if not out.send(now):
                         outcome = ABORTED
                         return True
                     sent += len(now)
@@ -331,25 +377,22 @@ class EspeakEngine:
         status = lib.synth(text, sink, words=bool(taste))
         if status != 0 and outcome is DONE:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
-        if outcome is ABORTED or not held_n:
+        if outcome is ABORTED:
             return outcome, None
-        audio = np.concatenate(held)
-        if outcome is CUT:
-            audio = audio[:cut[1] - sent].copy()
-            fade = min(len(audio), self.sample_rate // 200)  # 5 ms, so the cut does not click
-            if fade:
-                audio[-fade:] = (audio[-fade:] * np.linspace(1.0, 0.0, fade)).astype(np.int16)
-        if len(audio) and not self._send(stream, chunk, audio):
+        if held_n:
+            audio = np.concatenate(held)
+            if outcome is CUT:
+                audio = audio[:cut[1] - sent].copy()
+                fade = min(len(audio), self.sample_rate // 200)  # 5 ms, so the cut does not click
+                if fade:
+                    audio[-fade:] = (audio[-fade:] * np.linspace(1.0, 0.0, fade)).astype(np.int16)
+            if len(audio) and not out.send(audio):
+                return ABORTED, None
+        if not out.flush():
             return ABORTED, None
         if outcome is CUT:
             return CUT, WorkItem(chunk, text[cut[0]:], item.voice)
         return DONE, None
-
-    @staticmethod
-    def _send(stream: EngineStream, chunk: int, samples: np.ndarray) -> bool:
-        stream.started = True
-        stream.produced += len(samples)
-        return stream.send((chunk, samples))
 
     # --- shutdown ----------------------------------------------------------------------------
 

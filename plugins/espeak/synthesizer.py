@@ -49,7 +49,7 @@ class EspeakSynthesizer:
             if self._engine is None:
                 cfg = self.config
                 engine = EspeakEngine(cfg.engines, cfg.buffer_ms, cfg.max_ahead_s,
-                                      cfg.first_audio_ms)
+                                      cfg.first_audio_ms, cfg.max_block_ms)
                 if engine.sample_rate != self.sample_rate:
                     engine.close()
                     raise RuntimeError(f"eSpeak NG produces {engine.sample_rate} Hz, "

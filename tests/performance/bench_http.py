@@ -1,20 +1,33 @@
 """Time to first byte through a real server on loopback with the embedded voice.
 
     python tests/performance/bench_http.py [--formats wav,opus] [--levels 1,10,50,100]
+                                           [--client httpx|raw]
 
 Starts ``veena serve`` as a subprocess, then for every format and concurrency level sends that
 many streaming requests at once and prints p50/p95 time to first body byte, total time and errors.
+
+The client shares the machine's cores with the server. ``httpx`` (the default) is what most
+Python callers use, but it is heavy: on the project's 2-core VM it spent 150-300 ms just
+sending 50 requests. ``raw`` is a lighter client for measuring the server: one asyncio
+connection per request, the request written by hand and the response parsed by httptools
+(uvicorn's own C parser), so less of the client's CPU lands in the server's numbers. Both
+count connecting, sending and parsing in the time to first byte, and both check the status,
+that the body arrived complete, and that it was not empty.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httptools
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -37,11 +50,53 @@ async def one(client: httpx.AsyncClient, fmt: str) -> tuple[float, float, bool]:
     return ttfb or 0.0, time.perf_counter() - t0, ttfb is not None
 
 
-async def level(url: str, fmt: str, n: int) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await one(client, fmt)  # warm the connection pool and the encoder
-        results = await asyncio.gather(*[one(client, fmt) for _ in range(n)])
+class _Response:
+    """httptools callbacks: when the first body byte came, how many, whether it ended."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.size = 0
+        self.complete = False
+
+    def on_body(self, body: bytes) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+async def one_raw(host: str, port: int, fmt: str) -> tuple[float, float, bool]:
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        body = json.dumps({"text": TEXT, "format": fmt}).encode()
+        writer.write(b"POST /v1/tts/generate HTTP/1.1\r\nHost: %s:%d\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (host.encode(), port, len(body), body))
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
+        while not response.complete and (data := await reader.read(65536)):
+            parser.feed_data(data)
+    finally:
+        writer.close()
+    ok = parser.get_status_code() == 200 and response.complete and response.size > 0
+    ttfb = response.first - t0 if response.first is not None else 0.0
+    return ttfb, time.perf_counter() - t0, ok
+
+
+async def level(url: str, fmt: str, n: int, client: str = "httpx") -> dict[str, float]:
+    if client == "raw":
+        address = urlsplit(url)
+        await one_raw(address.hostname, address.port, fmt)  # warm the encoder
+        results = await asyncio.gather(*[one_raw(address.hostname, address.port, fmt)
+                                         for _ in range(n)])
+    else:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+            await one(http, fmt)  # warm the connection pool and the encoder
+            results = await asyncio.gather(*[one(http, fmt) for _ in range(n)])
     ttfbs = sorted(r[0] * 1000 for r in results if r[2])
     totals = [r[1] * 1000 for r in results if r[2]]
     p95 = ttfbs[min(len(ttfbs) - 1, int(round(0.95 * (len(ttfbs) - 1))))] if ttfbs else float("nan")
@@ -54,16 +109,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--levels", default="1,10,50,100")
+    ap.add_argument("--client", choices=["httpx", "raw"], default="httpx")
     args = ap.parse_args()
     server = Server()
     try:
+        print(f"client {args.client}; load average {os.getloadavg()[0]:.2f}")
         print(f"{'format':<7}{'streams':>8}{'ttfb p50 ms':>13}{'ttfb p95 ms':>13}"
               f"{'total p50 ms':>14}{'errors':>8}")
         for fmt in args.formats.split(","):
             for n in map(int, args.levels.split(",")):
-                r = asyncio.run(level(server.url, fmt, n))
+                r = asyncio.run(level(server.url, fmt, n, args.client))
                 print(f"{fmt:<7}{n:>8}{r['p50']:>13.1f}{r['p95']:>13.1f}{r['total_p50']:>14.1f}"
                       f"{r['errors']:>8}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         server.stop()
 

@@ -71,8 +71,10 @@ def test_sample_rates_and_defaults():
     assert codecs["opus"].sample_rates == (8000, 12000, 16000, 24000, 48000)
     assert codecs["mulaw"].default_sample_rate == codecs["alaw"].default_sample_rate == 8000
     assert set(codecs["mulaw"].sample_rates) == {8000, 16000}
-    for name in ("wav", "pcm", "flac", "opus", "mp3", "aac"):
+    assert codecs["mp3"].default_sample_rate == 24000  # 24 ms frames: under 100 ms of lag
+    for name in ("wav", "pcm", "flac", "opus", "aac"):
         assert codecs[name].default_sample_rate is None
+    for name in ("wav", "pcm", "flac", "opus", "mp3", "aac"):
         assert 16000 in codecs[name].sample_rates and 24000 in codecs[name].sample_rates
 
 

@@ -61,7 +61,9 @@ def serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     app = create_app(config)
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None)
+    # No access log: the tts.* events already log every request, with its request ID.
+    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,
+                access_log=False)
     return 0
 
 

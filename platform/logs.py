@@ -1,10 +1,18 @@
-"""Structured JSON logs: one event a step, ``request_id`` on every line, never user text or keys."""
+"""Structured JSON logs: one event a step, ``request_id`` on every line, never user text or keys.
+
+Records are formatted and written by one writer thread (``logging.handlers.QueueListener``):
+the event loop only queues them. Writing on the loop made it give up the GIL at every line
+(a system call) and wait to get it back behind the worker threads.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any
@@ -33,16 +41,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Queues records unformatted, with the request ID of the context that logged them."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return record
+
+
+_writer: logging.handlers.QueueListener | None = None
+
+
+def stop_logging() -> None:
+    """Writes out the queued records and stops the writer thread."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
 def configure_logging(level: str = "INFO", stream=None) -> None:
-    """Routes the ``veena`` loggers (and uvicorn's) through the JSON formatter."""
+    """Routes the ``veena`` loggers (and uvicorn's) through the JSON formatter, written by a
+    writer thread until ``stop_logging`` (called at exit)."""
+    global _writer
+    stop_logging()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _writer = logging.handlers.QueueListener(records, handler)
+    _writer.start()
+    enqueue = _Enqueue(records)
     for name in ("veena", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
+        logger.handlers[:] = [enqueue]
         logger.setLevel(level)
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True
+
+
+atexit.register(stop_logging)
 
 
 _events = logging.getLogger("veena.events")

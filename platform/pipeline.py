@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
 from veena.platform.errors import VeenaError, invalid_choice
 from veena.platform.faults import begin_draining, gpu_fault
+from veena.platform.ids import new_id
 from veena.platform.logs import event, ms
 from veena.platform.job import Job, OutputFormat, Principal, SamplingOptions
 from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
@@ -40,7 +40,7 @@ def new_request_id(client_value: str | None) -> str:
     """The client's ``X-Request-ID`` when it is sane, else a fresh one."""
     if client_value and len(client_value) <= 128 and client_value.isprintable():
         return client_value
-    return uuid.uuid4().hex
+    return new_id()
 
 
 class Pipeline:
@@ -168,7 +168,8 @@ class Pipeline:
                     if job.timings.first_byte is None:
                         job.timings.first_byte = time.perf_counter()
                         event("tts.first_audio_emitted", bytes=len(data),
-                              ttfb_ms=job.timings.ms_since_received(job.timings.first_byte))
+                              ttfb_ms=job.timings.ms_since_received(job.timings.first_byte),
+                              first_pcm_ms=job.timings.ms_since_received(job.timings.first_audio))
                     job.chunks_delivered = job.state.get("chunk_started", -1) + 1
                     job.bytes_sent += len(data)
                     yield data

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from veena.platform.db import (BACKENDS, ApiKey, Database, StoreUnavailable, Usa
 from veena.platform.db.queue import DurableQueue
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
+from veena.platform.ids import new_id
 from veena.platform.job import Job, Principal
 from veena.platform.logs import event
 from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
@@ -221,7 +221,7 @@ class Auth:
         assert principal is not None and principal.key_id is not None and self.db is not None
         async with aclosing(stream):
             amount = self.config.credits.hold(job)
-            hold = Hold("h_" + uuid.uuid4().hex, principal.key_id, amount)
+            hold = Hold("h_" + new_id(), principal.key_id, amount)
             # Tracked before the database is asked: if the client leaves mid-hold, the request
             # still settles (with nothing delivered) once the hold's answer comes.
             self.inflight.setdefault(hold.key_id, []).append(InFlight(job, hold))
@@ -261,7 +261,7 @@ class Auth:
         if not done:
             key = self.cache.by_id.get(record.key_id) if self.cache else None
             if key is not None and key.credits is None and record.chars_delivered:
-                self.settlements.put(_usage_from_record(record, "u_" + uuid.uuid4().hex))
+                self.settlements.put(_usage_from_record(record, "u_" + new_id()))
 
     def _settle_when_held(self, entry: InFlight) -> None:
         task = entry.hold.task

@@ -19,7 +19,6 @@ import inspect
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -29,6 +28,7 @@ import msgspec
 from veena.platform.audio import PCM
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
+from veena.platform.ids import new_id
 from veena.platform.job import Job, Principal
 from veena.platform.runtime import RequestInfo, Runtime
 from veena.plugins.ratelimit.limiter import MemoryLimiter, RateResult, RedisLimiter
@@ -149,7 +149,7 @@ class RateLimits:
                 async for block in stream:
                     yield block
                 return
-            lease = uuid.uuid4().hex
+            lease = new_id()
             (ok, active), limiter = await self._call("acquire", key, limit, lease, ttl)
             if not ok:
                 self.stats["streams_refused"] += 1

@@ -11,7 +11,6 @@ spooled, replayed, queue_full, rejected and lost rows for metrics. Text is never
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 
 import msgspec
@@ -21,6 +20,7 @@ from veena.platform.db import (BACKENDS, Database, SentenceRow, StoreUnavailable
 from veena.platform.db.base import SENTENCE_COLUMNS
 from veena.platform.db.queue import DurableQueue
 from veena.platform.hookspecs import hookimpl
+from veena.platform.ids import new_id
 from veena.platform.runtime import RequestRecord, Runtime
 
 log = logging.getLogger("veena.storage")
@@ -98,7 +98,7 @@ class SentenceStore:
 
     def add(self, record: RequestRecord) -> None:
         fields = msgspec.structs.asdict(record)
-        self.queue.put(SentenceRow(id=uuid.uuid4().hex,
+        self.queue.put(SentenceRow(id=new_id(),
                                    **{k: fields[k] for k in SENTENCE_COLUMNS if k in fields}))
 
 

@@ -118,14 +118,24 @@ class DecoderRunner:
         self._launch()
 
     def warm_up(self, lengths: Sequence[int]) -> None:
-        """Decodes windows of ``lengths`` at every padded batch size, so no request pays for
-        loading kernels or choosing convolution algorithms (CUDA only; blocking)."""
+        """Decodes windows of ``lengths`` at every padded batch size on every worker thread, so
+        no request pays for loading kernels, choosing convolution algorithms or growing the
+        memory pool (CUDA only; blocking). Each worker decodes on its own CUDA stream, and
+        PyTorch keeps freed memory per stream, so warming one thread leaves the others cold:
+        the first burst of 64 streams then waited on fresh allocations."""
         if self.device.type != "cuda":
             return
-        d = self._speaker(tuple(range(32)))
-        for rows in self._row_buckets():
-            for n in lengths:
-                self._decode([tuple(range(n))] * rows, [d] * rows)
+        everyone = threading.Barrier(self.workers, timeout=300)
+
+        def warm() -> None:
+            everyone.wait()  # holds each task on its own thread until all have one
+            d = self._speaker(tuple(range(32)))
+            for rows in self._row_buckets():
+                for n in lengths:
+                    self._decode([tuple(range(n))] * rows, [d] * rows)
+
+        for done in [self._pool.submit(warm) for _ in range(self.workers)]:
+            done.result()
 
     def _row_buckets(self) -> list[int]:
         return [r for r in ROW_BUCKETS if r < self.max_batch] + [self.max_batch]

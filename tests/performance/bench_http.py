@@ -7,19 +7,15 @@ Starts ``veena serve`` as a subprocess, then for every format and concurrency le
 many streaming requests at once and prints p50/p95 time to first body byte, total time and errors.
 
 The client shares the machine's cores with the server. ``httpx`` (the default) is what most
-Python callers use, but it is heavy: on the project's 2-core VM it spent 150-300 ms just
-sending 50 requests. ``raw`` is a lighter client for measuring the server: one asyncio
-connection per request, the request written by hand and the response parsed by httptools
-(uvicorn's own C parser), so less of the client's CPU lands in the server's numbers. Both
-count connecting, sending and parsing in the time to first byte, and both check the status,
-that the body arrived complete, and that it was not empty.
+Python callers use, but it is heavy; ``raw`` (``raw_client.py``) is a lighter one for measuring
+the server. Both count connecting, sending and parsing in the time to first byte, and both
+check the status, that the body arrived complete, and that it was not empty.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -27,11 +23,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httptools
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.conftest import Server  # noqa: E402
+from tests.performance.raw_client import post  # noqa: E402
 
 TEXT = ("Veena streams speech while it is being synthesized. "
         "Every request passes each stage once, and the first audio leaves early.")
@@ -50,40 +46,9 @@ async def one(client: httpx.AsyncClient, fmt: str) -> tuple[float, float, bool]:
     return ttfb or 0.0, time.perf_counter() - t0, ttfb is not None
 
 
-class _Response:
-    """httptools callbacks: when the first body byte came, how many, whether it ended."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.size = 0
-        self.complete = False
-
-    def on_body(self, body: bytes) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-        self.size += len(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
 async def one_raw(host: str, port: int, fmt: str) -> tuple[float, float, bool]:
-    t0 = time.perf_counter()
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        body = json.dumps({"text": TEXT, "format": fmt}).encode()
-        writer.write(b"POST /v1/tts/generate HTTP/1.1\r\nHost: %s:%d\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n"
-                     b"Connection: close\r\n\r\n%s" % (host.encode(), port, len(body), body))
-        response = _Response()
-        parser = httptools.HttpResponseParser(response)
-        while not response.complete and (data := await reader.read(65536)):
-            parser.feed_data(data)
-    finally:
-        writer.close()
-    ok = parser.get_status_code() == 200 and response.complete and response.size > 0
-    ttfb = response.first - t0 if response.first is not None else 0.0
-    return ttfb, time.perf_counter() - t0, ok
+    r = await post(host, port, "/v1/tts/generate", {"text": TEXT, "format": fmt})
+    return r.ttfb, r.total, r.ok
 
 
 async def level(url: str, fmt: str, n: int, client: str = "httpx") -> dict[str, float]:

@@ -2,7 +2,7 @@
 stream and audio seconds per GPU second, at several concurrency levels, per engine.
 
     python tests/performance/bench_spark_http.py [--ckpt DIR] [--engines torch,hf]
-        [--levels 1,8,32,64] [--baseline-levels 1,8] [--tokens 250]
+        [--levels 1,8,32,64] [--baseline-levels 1,8] [--tokens 250] [--client raw|httpx]
 
 An engine may name the BiCodec dtype too: ``--engines torch,torch:bfloat16,hf``.
 
@@ -14,6 +14,10 @@ the real length is what is counted). Per level it prints time to first audio byt
 real-time factor (request time / audio time) p50 and worst, audio seconds per wall second, and
 GPU memory in use. The ``hf`` baseline (plain Hugging Face decoding, one request per step) runs
 only at ``--baseline-levels``: at 64 streams it needs minutes per level.
+
+The client is ``raw`` (``raw_client.py``, one connection a request, httptools parsing) unless
+``--client httpx``: with 64 streams httpx's own event loop added 50-80 ms to the p95 that the
+server's log did not show.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.conftest import Server  # noqa: E402
+from tests.performance.raw_client import post  # noqa: E402
 
 TEXT = "Veena speaks Hindi, Telugu and English, and streams audio while it is being generated."
 PINNED = [(37 * i + 11) % 4096 for i in range(32)]
@@ -55,12 +61,15 @@ def write_voice(folder: Path) -> Path:
     return folder
 
 
-async def one(client: httpx.AsyncClient, tokens: int, seed: int) -> tuple[float, float, int]:
-    body = {"text": TEXT, "speaker": "bench", "format": "pcm", "max_tokens": tokens,
+def _body(tokens: int, seed: int) -> dict:
+    return {"text": TEXT, "speaker": "bench", "format": "pcm", "max_tokens": tokens,
             "seed": seed, "normalize": False}
+
+
+async def one(client: httpx.AsyncClient, tokens: int, seed: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     ttfb, size = None, 0
-    async with client.stream("POST", "/v1/tts/generate", json=body) as r:
+    async with client.stream("POST", "/v1/tts/generate", json=_body(tokens, seed)) as r:
         if r.status_code != 200:
             raise RuntimeError(f"{r.status_code}: {(await r.aread())[:300]!r}")
         async for chunk in r.aiter_raw():
@@ -70,13 +79,27 @@ async def one(client: httpx.AsyncClient, tokens: int, seed: int) -> tuple[float,
     return ttfb or float("nan"), time.perf_counter() - t0, size
 
 
-async def level(url: str, n: int, tokens: int) -> dict:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
-        await one(client, tokens, 0)  # warm the connection pool
+async def one_raw(url: str, tokens: int, seed: int) -> tuple[float, float, int]:
+    address = urlsplit(url)
+    r = await post(address.hostname, address.port, "/v1/tts/generate", _body(tokens, seed))
+    if not r.ok:
+        raise RuntimeError(f"status {r.status}, {r.size} bytes, complete {r.complete}")
+    return r.ttfb, r.total, r.size
+
+
+async def level(url: str, n: int, tokens: int, client: str = "raw") -> dict:
+    if client == "raw":
+        await one_raw(url, tokens, 0)  # warm-up
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one(client, tokens, i) for i in range(n)))
+        results = await asyncio.gather(*(one_raw(url, tokens, i) for i in range(n)))
         wall = time.perf_counter() - t0
+    else:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as http:
+            await one(http, tokens, 0)  # warm the connection pool
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(one(http, tokens, i) for i in range(n)))
+            wall = time.perf_counter() - t0
     ttfb = sorted(r[0] * 1000 for r in results)
     audio = [r[2] / BYTES_PER_SECOND for r in results]
     rtf = sorted(r[1] / a for r, a in zip(results, audio) if a > 0)
@@ -114,6 +137,7 @@ def main() -> None:
     ap.add_argument("--levels", default="1,8,32,64")
     ap.add_argument("--baseline-levels", default="1,8")
     ap.add_argument("--tokens", type=int, default=250)
+    ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     args = ap.parse_args()
     from veena.plugins.spark.checkpoint import write_random_checkpoint
 
@@ -135,7 +159,7 @@ def main() -> None:
         levels = args.levels if engine != "hf" else args.baseline_levels
         try:
             for n in (int(x) for x in levels.split(",")):
-                r = asyncio.run(level(server.url, n, args.tokens))
+                r = asyncio.run(level(server.url, n, args.tokens, args.client))
                 s50, s95 = server_ttfb(server.log, n)
                 print(f"{variant:<15}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
                       f"{s50:>10.1f}{s95:>10.1f}"

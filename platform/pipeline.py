@@ -126,8 +126,9 @@ class Pipeline:
             raise invalid_choice("unsupported_format", "format", req.format, rt.codecs.names())
         rate = req.sample_rate or rate_in_name or rt.config.defaults.sample_rate \
             or codec.default_sample_rate
-        if rate is None:
-            rate = native_rate if native_rate in codec.sample_rates else max(codec.sample_rates)
+        if rate is None:  # the voice's own rate, else the lowest that keeps its whole band
+            rate = min((r for r in codec.sample_rates if r >= native_rate),
+                       default=max(codec.sample_rates))
         if rate not in codec.sample_rates:
             raise VeenaError("unsupported_sample_rate",
                              f"{codec.name} cannot be sent at {rate} Hz", 400,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,37 @@ class Server:
 
     def health(self) -> dict:
         return httpx.get(self.url + "/v1/tts/health", timeout=5).json()
+
+    def _lines(self, name: str, request_id: str | None) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                rec = json.loads(line)
+                if rec.get("event") == name and request_id in (None, rec.get("request_id")):
+                    out.append(rec)
+        return out
+
+    def wait_event(self, name: str, request_id: str | None = None,
+                   timeout: float = 15.0) -> list[dict]:
+        """The log's ``name`` events (of ``request_id``), once there is one: a writer thread
+        writes log lines a moment after they happen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self._lines(name, request_id)
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no {name} for {request_id} in {self.log}")
+
+    def events(self, name: str, request_id: str | None = None) -> list[dict]:
+        """The log's ``name`` events; with ``request_id``, after that request's last line
+        (``tts.stream_completed``) is written, so none of its lines is still on the way."""
+        if request_id is not None:
+            try:
+                self.wait_event("tts.stream_completed", request_id)
+            except AssertionError:
+                pass  # a request that never streamed: the caller's checks decide
+        return self._lines(name, request_id)
 
     def stop(self) -> None:
         stop_process(self.proc)

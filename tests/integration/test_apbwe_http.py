@@ -119,5 +119,5 @@ def test_missing_checkpoint_serves_resampled_48k(plugin_env, start_server, tmp_p
     assert resp.headers["x-super-resolution"] == "resample-fallback"
     samples, rate = decode(resp.content, "flac")
     assert rate == 48000 and abs(len(samples) / rate - 3 * SECONDS_PER_CHUNK) < 0.05
-    assert "apbwe.unavailable" in server.log.read_text()
+    assert server.wait_event("apbwe.unavailable")
     assert b"sr_fallback" in httpx.get(server.url + "/metrics").content

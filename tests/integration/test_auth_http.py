@@ -168,6 +168,7 @@ def test_every_request_is_stored_with_its_text(services, start_server):
     assert row.original_text == text and row.normalized_text
     assert row.key_id == key.id and row.outcome == "completed" and row.format == "wav"
     assert row.audio_seconds > 0 and row.ttfb_ms > 0
+    server.wait_event("tts.stream_completed", rid)  # the request's last log line is written
     log = server.log.read_text()
     assert text not in log and secret not in log and "नमस्ते" not in log
 

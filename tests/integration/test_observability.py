@@ -62,7 +62,8 @@ def test_metrics_and_log_events_of_a_real_request(start_server):
     assert 'status="200"' in metrics and 'status="400"' in metrics
     assert "veena_ttfb_seconds_bucket" in metrics and "veena_rtf_bucket" in metrics
     assert "veena_audio_seconds_total" in metrics and "veena_encode_seconds_bucket" in metrics
-    time.sleep(0.3)
+    srv.wait_event("tts.stream_completed", "obs-1")
+    srv.wait_event("tts.error")
     lines = [json.loads(line) for line in srv.log.read_text().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == "obs-1"]
     events = [line["event"] for line in mine]

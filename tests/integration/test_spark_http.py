@@ -4,7 +4,6 @@ the first chunk's global tokens, concurrent requests share the engine; and the C
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import threading
@@ -27,24 +26,6 @@ CHUNK_XFADE = 320  # 20 ms at 16 kHz
 class SparkServer(Server):
     def _wait(self, timeout: float = 180.0) -> None:  # torch + transformers import, model load
         super()._wait(timeout)
-
-    def events(self, name: str, request_id: str | None = None) -> list[dict]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            if line.startswith("{") and f'"{name}"' in line:
-                rec = json.loads(line)
-                if rec.get("event") == name and request_id in (None, rec.get("request_id")):
-                    out.append(rec)
-        return out
-
-    def wait_event(self, name: str, request_id: str, timeout: float = 15.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(name, request_id)
-            if found:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"no {name} for {request_id} in {self.log}")
 
 
 @pytest.fixture(scope="module")

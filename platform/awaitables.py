@@ -13,5 +13,16 @@ async def await_maybe(value: Any) -> Any:
 
 
 async def await_all(results: Iterable[Any]) -> list[Any]:
-    """Resolves each fan-out result in order."""
-    return [await await_maybe(r) for r in results]
+    """Resolves each fan-out result in order. When one raises, the coroutines after it are
+    closed unrun (a hook call has created them all already), then the error propagates."""
+    pending = list(results)
+    out = []
+    try:
+        for i, result in enumerate(pending):
+            out.append(await await_maybe(result))
+    except BaseException:
+        for rest in pending[i + 1:]:
+            if inspect.iscoroutine(rest):
+                rest.close()
+        raise
+    return out

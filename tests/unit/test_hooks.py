@@ -192,3 +192,23 @@ def test_disabled_plugin_is_not_loaded():
     rt = build_runtime(cfg, extra=[("recorder", Recorder())])
     assert "espeak" not in rt.synthesizers
     assert rt.pm.is_blocked("espeak")
+
+
+def test_await_all_closes_the_coroutines_after_a_failure():
+    ran = []
+
+    async def ok():
+        ran.append("ok")
+
+    async def boom():
+        raise ValueError("start-up failed")
+
+    async def later():
+        ran.append("later")
+
+    results = [ok(), boom(), later(), 7]
+    with pytest.raises(ValueError):
+        asyncio.run(await_all(results))
+    assert ran == ["ok"]
+    assert results[2].cr_frame is None  # closed unrun: no "never awaited" warning at exit
+    assert asyncio.run(await_all([ok(), 3])) == [None, 3]

@@ -39,9 +39,7 @@ class RawEncoder:
         if self._as_is is None:
             self._as_is = self._encoder == "pcm_s16le" and block.sample_rate == self._rate
         if self._as_is:
-            if block.sample_rate != self._rate:
-                raise ValueError(f"input sample rate changed mid-stream from {self._rate} "
-                                 f"to {block.sample_rate} Hz")
+            self._frames.check(block)
             return block.samples.astype("<i2", copy=False).tobytes()
         frame = self._frames.frame(block)
         return self._encode(frame) if frame is not None else b""

@@ -24,13 +24,17 @@ class FrameSource:
         self._time_base: Fraction | None = None
         self._pts = 0
 
-    def frame(self, block: PCM) -> av.AudioFrame | None:
-        """The block as a frame, or None for an empty block."""
+    def check(self, block: PCM) -> None:
+        """Takes the first block's rate as the stream's; ValueError for a block at another."""
         if self._rate is None:
             self._rate, self._time_base = block.sample_rate, Fraction(1, block.sample_rate)
         elif block.sample_rate != self._rate:
             raise ValueError(f"input sample rate changed mid-stream from {self._rate} "
                              f"to {block.sample_rate} Hz")
+
+    def frame(self, block: PCM) -> av.AudioFrame | None:
+        """The block as a frame, or None for an empty block."""
+        self.check(block)
         if not len(block.samples):
             return None
         frame = av.AudioFrame(format="s16", layout="mono", samples=len(block.samples))

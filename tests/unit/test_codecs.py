@@ -404,3 +404,15 @@ def test_concurrent_encoders_share_nothing():
             assert np.array_equal(audio, solo[name]), name
         else:  # block sizes differ from the solo run; lossy output is still the same signal
             assert len(audio) == len(solo[name]) and best_offset(audio, solo[name])[1] > 0.99, name
+
+
+@pytest.mark.parametrize("name,rate", [("pcm", 22050), ("pcm", 16000), ("mulaw", 8000),
+                                       ("wav", 22050)])
+def test_a_rate_change_mid_stream_is_refused(name, rate):
+    # pcm and wav at the input's own rate pass the samples through; the others resample.
+    codec = next(c for c in CODECS if c.name == name)
+    encoder = codec.open(rate, streaming=True)
+    block = np.zeros(441, dtype=np.int16)
+    assert encoder.encode(PCM(block, 22050))
+    with pytest.raises(ValueError, match="changed mid-stream from 22050 to 16000 Hz"):
+        encoder.encode(PCM(block, 16000))

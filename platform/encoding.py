@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from veena.codecs.base import Encoder
 from veena.platform.audio import PCM
+from veena.platform.workers import PriorityWorkers
 
 if TYPE_CHECKING:
     from veena.platform.job import Job
 
-# Two pools. Blocks of streams that have sent no bytes yet never queue behind other streams'
-# later audio, so a new request's first bytes do not wait for everyone else's backlog (as
-# eSpeak NG serves new requests first). Later audio gets a thread a core but one, which
-# leaves a core to the event loop and to first bytes; more threads than cores only add GIL
-# hand-offs. Each stream has one block in flight at a time, so streams stay fair.
-_CORES = os.cpu_count() or 1
-FIRST_BYTES = ThreadPoolExecutor(_CORES, thread_name_prefix="veena-encode-first")
-LATER = ThreadPoolExecutor(max(1, _CORES - 1), thread_name_prefix="veena-encode")
+ENCODERS = PriorityWorkers((os.cpu_count() or 1) - 1, "veena-encode")
+"""A thread a core but one (at least one), which leaves a core to the event loop and the
+synthesizer. Blocks of streams that have sent no bytes yet go first, so a new request's first
+bytes never wait for other streams' later audio (as eSpeak NG serves new requests first).
+Each stream has one block in flight at a time, so streams stay fair. On the 2-core VM one
+thread with this order beat the two pools it replaced (a thread per core for first bytes,
+one for later audio): more runnable threads only took CPU and the GIL from eSpeak NG and the
+loop (docs/benchmarks.md)."""
 
 
 async def encode_stream(stream: AsyncIterator[PCM], open_encoder: Callable[[], Encoder],
                         job: Job | None = None, *, inline: bool = False) -> AsyncIterator[bytes]:
     """Yields encoded bytes block by block from the encoder ``open_encoder()`` makes.
 
-    The encoder is made and fed on a worker thread (one of the two pools above), so one
+    The encoder is made and fed on a worker thread (``ENCODERS``), so one
     request's CPU-bound encoding never starves the other streams; making one can cost
     milliseconds too (a FLAC encoder zeroes about 4 MB). With ``inline`` (a codec whose blocks
     cost microseconds: raw PCM, G.711, WAV) all of it happens right here, where two thread
     hops would cost far more than the encoding. Encoder time is added to
     ``job.encode_seconds``."""
-    loop = asyncio.get_running_loop()
     encoder: Encoder | None = None
     spent = 0.0
     sent = False
@@ -55,7 +53,7 @@ async def encode_stream(stream: AsyncIterator[PCM], open_encoder: Callable[[], E
     async def run(block: PCM | None) -> bytes:
         if inline:
             return step(block)
-        return await loop.run_in_executor(LATER if sent else FIRST_BYTES, step, block)
+        return await ENCODERS.run(step, block, urgent=not sent)
 
     try:
         async with aclosing(stream):

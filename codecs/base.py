@@ -25,17 +25,29 @@ class Codec(Protocol):
 
     Optional: ``encode_inline = True`` on a codec whose blocks cost microseconds to encode
     makes the pipeline encode them on the event loop; without it every block goes to a worker
-    thread, which is what CPU-bound encoders need."""
+    thread, which is what CPU-bound encoders need. ``default_rate_floor = N``: without a fixed
+    default, a voice slower than N Hz is sent at N Hz or more by default (see
+    ``default_rate``)."""
 
     name: str
     media_type: str
     aliases: tuple[str, ...]
     sample_rates: tuple[int, ...]
     default_sample_rate: int | None
-    """None: keep the voice's native rate when it is allowed."""
+    """The rate sent when a request names none; None: the voice's own (see ``default_rate``)."""
 
     def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
         """Raises ValueError, naming the valid range, for a bitrate this format cannot use."""
 
     def open(self, sample_rate: int, *, streaming: bool, bitrate: int | None = None) -> Encoder:
         """A fresh encoder writing ``sample_rate`` Hz mono output."""
+
+
+def default_rate(codec: Codec, voice_rate: int) -> int:
+    """The rate a request that names none is sent at: the codec's fixed default, else the
+    voice's own rate raised to the codec's ``default_rate_floor``, else the codec's next rate
+    up (so the voice's whole band is kept), else its highest."""
+    if codec.default_sample_rate is not None:
+        return codec.default_sample_rate
+    wanted = max(voice_rate, getattr(codec, "default_rate_floor", 0))
+    return min((r for r in codec.sample_rates if r >= wanted), default=max(codec.sample_rates))

@@ -27,13 +27,24 @@ AAC_CODER = "fast"
 it has."""
 AAC_OPTIONS = {"aac_coder": AAC_CODER, "aac_pns": "0", "aac_tns": "0"}
 """Perceptual noise substitution and temporal noise shaping off: ~9% faster in same-run
-comparisons (195x -> 213x at 16 kHz), same bitrate; they matter little for speech at
-64 kbit/s. Still short of 250x."""
-MP3_DEFAULT_RATE = 24000
-"""Without a requested rate, mp3 is sent at 24 kHz (OpenAI's speech API rate too): MPEG-2
-layer III frames are 24 ms there against 36 ms at 16 kHz, so a stream's lag is 94 ms
-instead of 137 ms, at the same 64 kbit/s and still ~380-410x real time from 16 kHz input.
-A 16 or 22.05 kHz voice gains no audio band from it, only the shorter frames."""
+comparisons (195x -> 213x at 16 kHz), same bitrate; they matter little for speech."""
+AAC_QUALITY = 1.3
+"""Without a requested bitrate, AAC is encoded in FFmpeg's quality (VBR) mode at this ``q``
+(0.1-2). On eSpeak NG speech it gives what the 64 kbit/s target gave (about 75 kbit/s, since
+that target overshoots; segmental SNR 33 against 31-33 dB) at 1.6-1.8x the speed: in target
+mode the encoder re-encodes frames to chase the rate. A requested bitrate still sets it."""
+AAC_VBR_OPTIONS = {"flags": "+qscale", "global_quality": str(round(AAC_QUALITY * 118))}
+"""``global_quality`` is ``q`` times FFmpeg's FF_QP2LAMBDA (118)."""
+MP3_DEFAULT_RATE_FLOOR = 24000
+"""Without a requested rate, mp3 is sent at 24 kHz or the voice's own rate if higher (24 kHz
+is OpenAI's speech API rate too): MPEG-2 layer III frames are 24 ms there against 36 ms at
+16 kHz, so a stream's lag is 94 ms instead of 137 ms, at the same 64 kbit/s and still
+~380-410x real time from 16 kHz input. A 16 or 22.05 kHz voice gains no audio band from it,
+only the shorter frames."""
+AAC_DEFAULT_RATE_FLOOR = 32000
+"""Without a requested rate, AAC is sent at 32 kHz or the voice's own rate if higher: its
+frames are 1024 samples and FFmpeg's encoder holds one frame back, so a stream lags 2-3
+frames behind its audio, 184 ms at 16 kHz, 128 ms at 24 kHz, 96 ms at 32 kHz."""
 
 FLAC_BLOCK_SIZES = (192, 256, 512, 576, 1024, 1152, 2048, 2304, 4096, 4608)
 FLAC_STREAM_BLOCK_SECONDS = 0.05
@@ -52,6 +63,9 @@ class AudioCodec:
     default_sample_rate: int | None
     make: Callable[[int, bool, int | None], Encoder]
     container: ContainerFormat | None = None
+    default_rate_floor: int = 0
+    """Without a fixed default, the lowest rate a request naming none is sent at
+    (``veena.codecs.base.default_rate``)."""
     encode_inline: bool = False
     """True when a block costs microseconds to encode (raw samples, G.711, WAV): the pipeline
     encodes it on the event loop instead of handing it to a worker thread and back."""
@@ -81,7 +95,7 @@ def _container(name: str, fmt: ContainerFormat) -> Callable[[int, bool, int | No
     return make
 
 
-def _flac_options(rate: int, streaming: bool) -> dict[str, str]:
+def _flac_options(rate: int, streaming: bool, bitrate: int | None) -> dict[str, str]:
     if not streaming:
         return {}
     limit = rate * FLAC_STREAM_BLOCK_SECONDS
@@ -103,7 +117,7 @@ OPUS = ContainerFormat(
     streaming_muxer_options={"page_duration": "20000"},
     # Constrained VBR: below complexity 7 libopus skips its signal analysis and unconstrained VBR
     # overshoots (measured 39-56 kbit/s for 32k); constrained stays within ~3%.
-    codec_options=lambda rate, streaming: {"compression_level": str(OPUS_COMPLEXITY),
+    codec_options=lambda rate, streaming, bitrate: {"compression_level": str(OPUS_COMPLEXITY),
                                            "vbr": "constrained"},
     # FFmpeg's libopus wrapper takes 500..256000 bits/s per channel; below 6 kbit/s is unusable.
     bitrate_range=lambda rate: (6_000, 256_000), default_bitrate=lambda rate: 32_000)
@@ -115,7 +129,7 @@ MP3 = ContainerFormat(
     muxer_options={"id3v2_version": "0"},
     streaming_muxer_options={"write_xing": "0"},
     # Without the bit reservoir LAME hands out each frame about one frame sooner.
-    codec_options=lambda rate, streaming: {"compression_level": str(MP3_QUALITY),
+    codec_options=lambda rate, streaming, bitrate: {"compression_level": str(MP3_QUALITY),
                                            **({"reservoir": "0"} if streaming else {})},
     bitrate_range=_mp3_bitrates, default_bitrate=_mp3_default_bitrate)
 
@@ -127,10 +141,10 @@ FLAC = ContainerFormat(
 
 AAC = ContainerFormat(
     muxer="adts", encoder="aac",
-    codec_options=lambda rate, streaming: dict(AAC_OPTIONS),
+    codec_options=lambda rate, streaming, bitrate: {**AAC_OPTIONS,
+                                                    **({} if bitrate else AAC_VBR_OPTIONS)},
     # FFmpeg's AAC-LC encoder caps a mono frame at 6144 bits per 1024 samples.
-    bitrate_range=lambda rate: (8_000, 6 * rate),
-    default_bitrate=lambda rate: min(64_000, 6 * rate))
+    bitrate_range=lambda rate: (8_000, 6 * rate))
 
 CODECS: tuple[AudioCodec, ...] = (
     AudioCodec("wav", "audio/wav", ("wave",), COMMON_RATES, None,
@@ -145,9 +159,10 @@ CODECS: tuple[AudioCodec, ...] = (
                _raw("alaw"), encode_inline=True),
     AudioCodec("opus", "audio/ogg; codecs=opus", ("ogg", "ogg_opus"), OPUS_RATES, None,
                _container("opus", OPUS), OPUS),
-    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, MP3_DEFAULT_RATE, _container("mp3", MP3),
-               MP3),
+    AudioCodec("mp3", "audio/mpeg", ("mpeg",), MPEG_RATES, None, _container("mp3", MP3), MP3,
+               default_rate_floor=MP3_DEFAULT_RATE_FLOOR),
     AudioCodec("flac", "audio/flac", (), COMMON_RATES, None, _container("flac", FLAC), FLAC),
-    AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC), AAC),
+    AudioCodec("aac", "audio/aac", ("adts",), MPEG_RATES, None, _container("aac", AAC), AAC,
+               default_rate_floor=AAC_DEFAULT_RATE_FLOOR),
 )
 """Every built-in codec, registered by the ``codecs`` plugin."""

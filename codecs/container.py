@@ -26,12 +26,14 @@ class ContainerFormat:
     """Options for both modes."""
     streaming_muxer_options: dict[str, str] = field(default_factory=dict)
     """Options added when streaming (e.g. Ogg page duration)."""
-    codec_options: Callable[[int, bool], dict[str, str]] = lambda rate, streaming: {}
-    """(sample_rate, streaming) -> encoder options."""
+    codec_options: Callable[[int, bool, int | None], dict[str, str]] = \
+        lambda rate, streaming, bitrate: {}
+    """(sample_rate, streaming, bitrate or None) -> encoder options."""
     bitrate_range: Callable[[int], tuple[int, int]] | None = None
     """sample_rate -> (lowest, highest) bits/s; None: the format takes no bitrate."""
     default_bitrate: Callable[[int], int] | None = None
-    """sample_rate -> bits/s used when the request names none."""
+    """sample_rate -> bits/s used when the request names none; None: the encoder's own
+    choice, or a quality mode set by ``codec_options`` (AAC)."""
 
     def check_bitrate(self, name: str, sample_rate: int, bitrate: int | None) -> int | None:
         """The bitrate to use; ValueError naming the valid range for an impossible one."""
@@ -57,7 +59,7 @@ class ContainerEncoder:
         self._container = av.open(self._sink, "w", format=fmt.muxer, options=options)
         self._stream = self._container.add_stream(
             fmt.encoder, rate=sample_rate, layout="mono",
-            options=fmt.codec_options(sample_rate, streaming))
+            options=fmt.codec_options(sample_rate, streaming, bitrate))
         if bitrate is not None:
             self._stream.codec_context.bit_rate = bitrate
         self._frames = FrameSource()

@@ -123,7 +123,8 @@ async def voices(request: Request) -> list[VoiceInfo]:
 async def formats(request: Request) -> list[FormatInfo]:
     rt = _pipeline(request).runtime
     return [FormatInfo(c.name, c.media_type, tuple(c.aliases), tuple(c.sample_rates),
-                       c.default_sample_rate) for c in sorted(rt.codecs, key=lambda c: c.name)]
+                       c.default_sample_rate, getattr(c, "default_rate_floor", 0))
+            for c in sorted(rt.codecs, key=lambda c: c.name)]
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)

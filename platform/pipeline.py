@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from veena.codecs.base import default_rate
 from veena.codecs.formats import parse_format
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
@@ -125,10 +126,7 @@ class Pipeline:
         if codec is None:
             raise invalid_choice("unsupported_format", "format", req.format, rt.codecs.names())
         rate = req.sample_rate or rate_in_name or rt.config.defaults.sample_rate \
-            or codec.default_sample_rate
-        if rate is None:  # the voice's own rate, else the lowest that keeps its whole band
-            rate = min((r for r in codec.sample_rates if r >= native_rate),
-                       default=max(codec.sample_rates))
+            or default_rate(codec, native_rate)
         if rate not in codec.sample_rates:
             raise VeenaError("unsupported_sample_rate",
                              f"{codec.name} cannot be sent at {rate} Hz", 400,

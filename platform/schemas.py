@@ -62,6 +62,9 @@ class FormatInfo(msgspec.Struct):
     aliases: tuple[str, ...]
     sample_rates: tuple[int, ...]
     default_sample_rate: int | None
+    """Sent when a request names no rate; None: the voice's own rate, at least
+    ``default_rate_floor``, else the next rate up."""
+    default_rate_floor: int = 0
 
 
 class Health(msgspec.Struct):

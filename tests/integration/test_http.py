@@ -97,9 +97,10 @@ def test_client_format_names(server, name, codec, rate):
 
 
 @pytest.mark.parametrize("fmt,rate", [("opus", 24000), ("flac", 22050), ("mp3", 24000),
-                                      ("mulaw", 8000)])
+                                      ("aac", 32000), ("mulaw", 8000)])
 def test_default_rate_is_the_voices_or_the_next_one_up(server, fmt, rate):
-    # eSpeak NG speaks at 22050 Hz; Opus has no such rate and takes 24000, not 48000.
+    # eSpeak NG speaks at 22050 Hz; Opus has no such rate and takes 24000, not 48000; mp3 and
+    # aac are raised to their floors (24 and 32 kHz), G.711 has a fixed 8 kHz.
     resp = post(server, text="Hello.", format=fmt, stream=False)
     assert resp.headers["x-sample-rate"] == str(rate)
 

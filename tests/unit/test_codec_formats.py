@@ -5,7 +5,7 @@ from __future__ import annotations
 import pluggy
 import pytest
 
-from veena.codecs.base import Codec
+from veena.codecs.base import Codec, default_rate
 from veena.codecs.catalog import CODECS
 from veena.codecs.formats import parse_format
 
@@ -71,8 +71,7 @@ def test_sample_rates_and_defaults():
     assert codecs["opus"].sample_rates == (8000, 12000, 16000, 24000, 48000)
     assert codecs["mulaw"].default_sample_rate == codecs["alaw"].default_sample_rate == 8000
     assert set(codecs["mulaw"].sample_rates) == {8000, 16000}
-    assert codecs["mp3"].default_sample_rate == 24000  # 24 ms frames: under 100 ms of lag
-    for name in ("wav", "pcm", "flac", "opus", "aac"):
+    for name in ("wav", "pcm", "flac", "opus", "mp3", "aac"):
         assert codecs[name].default_sample_rate is None
     for name in ("wav", "pcm", "flac", "opus", "mp3", "aac"):
         assert 16000 in codecs[name].sample_rates and 24000 in codecs[name].sample_rates
@@ -87,3 +86,15 @@ def test_plugin_registers_all_codecs_through_the_hook():
     [registered] = pm.hook.veena_register_codecs(runtime=None)
     assert sorted(c.name for c in registered) == sorted(
         ["wav", "pcm", "mulaw", "alaw", "opus", "mp3", "flac", "aac"])
+
+
+@pytest.mark.parametrize(("name", "voice_rate", "rate"), [
+    ("wav", 16000, 16000), ("wav", 22050, 22050), ("flac", 48000, 48000),
+    ("opus", 22050, 24000), ("opus", 44100, 48000), ("opus", 96000, 48000),
+    # mp3 and aac frames are long: below their floors the lag would pass 100 ms.
+    ("mp3", 16000, 24000), ("mp3", 22050, 24000), ("mp3", 48000, 48000),
+    ("aac", 16000, 32000), ("aac", 24000, 32000), ("aac", 44100, 44100),
+    # G.711 is 8 kHz unless asked otherwise, whatever the voice.
+    ("mulaw", 16000, 8000), ("alaw", 48000, 8000)])
+def test_default_rate(name, voice_rate, rate):
+    assert default_rate({c.name: c for c in CODECS}[name], voice_rate) == rate

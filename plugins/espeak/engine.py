@@ -156,7 +156,7 @@ class EspeakEngine:
     """``engines`` private eSpeak NG copies, each driven by one worker thread."""
 
     def __init__(self, engines: int = 1, buffer_ms: int = 100, max_ahead_s: float = 20.0,
-                 first_audio_ms: int = 400, block_ms: int = 500) -> None:
+                 first_audio_ms: int = 200, block_ms: int = 500) -> None:
         self._libs = acquire_libraries(engines, buffer_ms)
         self.sample_rate = self._libs[0].sample_rate
         self.block = max(1, block_ms * self.sample_rate // 1000)

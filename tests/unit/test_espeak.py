@@ -11,6 +11,7 @@ import pluggy
 import pytest
 
 from veena.platform.audio import PCM
+from veena.platform.awaitables import await_all
 from veena.platform.plugins import build_runtime
 from veena.platform.config import parse_config
 from veena.platform.errors import ConfigError
@@ -430,12 +431,6 @@ def plugin_runtime(table: dict) -> Runtime:
     return build_runtime(parse_config({"plugins": {"espeak": table}}))
 
 
-async def run_hooks(results) -> None:
-    for result in results:
-        if result is not None:
-            await result
-
-
 def test_plugin_registers_configures_starts_and_stops():
     runtime = plugin_runtime({"engines": 2, "buffer_ms": 50, "rate": 200})
     synth = runtime.synthesizers.get("espeak")
@@ -443,11 +438,11 @@ def test_plugin_registers_configures_starts_and_stops():
     assert synth.config.engines == 2 and synth.config.rate == 200
 
     async def lifecycle():
-        await run_hooks(runtime.pm.hook.veena_startup(runtime=runtime))
+        await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
         engine = synth.engine
         assert engine is not None and engine.engines == 2
         blocks, _ = await collect(synth, make_job(ENGLISH))
-        await run_hooks(runtime.pm.hook.veena_shutdown(runtime=runtime))
+        await await_all(runtime.pm.hook.veena_shutdown(runtime=runtime))
         return engine, blocks
 
     engine, blocks = asyncio.run(lifecycle())
@@ -464,7 +459,7 @@ def test_startup_fails_on_a_speaker_with_an_unknown_voice():
     runtime.speakers.add(Speaker(name="broken", synthesizers={"espeak": {"voice": "xx-nope"}}))
 
     async def startup():
-        await run_hooks(runtime.pm.hook.veena_startup(runtime=runtime))
+        await await_all(runtime.pm.hook.veena_startup(runtime=runtime))
 
     try:
         with pytest.raises(ConfigError, match="'broken': eSpeak NG has no voice 'xx-nope'"):

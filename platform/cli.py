@@ -72,6 +72,7 @@ def _say_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", help="speaker name or alias")
     p.add_argument("--format", help="output format (wav, mp3, opus_48000_64, ...)")
     p.add_argument("--rate", type=int, help="output sample rate in Hz")
+    p.add_argument("--seed", type=int, help="sampling seed of a neural voice (same seed, same audio)")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     _voice_args(p)
 
@@ -104,7 +105,8 @@ async def _say(config: VeenaConfig, text: str, args: argparse.Namespace, out: Bi
     pipeline = Pipeline(runtime)
     try:
         job = pipeline.prepare(GenerateRequest(text=text, speaker=args.voice, format=args.format,
-                                               sample_rate=args.rate, stream=True),
+                                               sample_rate=args.rate, seed=args.seed,
+                                               stream=True),
                                new_request_id(None))
         async for data in pipeline.audio(job):
             out.write(data)

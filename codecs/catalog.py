@@ -137,7 +137,7 @@ MP3 = ContainerFormat(
     streaming_muxer_options={"write_xing": "0"},
     # Without the bit reservoir LAME hands out each frame about one frame sooner.
     codec_options=lambda rate, streaming, bitrate: {"compression_level": str(MP3_QUALITY),
-                                           **({"reservoir": "0"} if streaming else {})},
+                                                    **({"reservoir": "0"} if streaming else {})},
     bitrate_range=_mp3_bitrates, default_bitrate=_mp3_default_bitrate)
 
 FLAC = ContainerFormat(

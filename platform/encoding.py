@@ -31,7 +31,7 @@ async def encode_stream(stream: AsyncIterator[PCM], open_encoder: Callable[[], E
 
     The encoder is made and fed on a worker thread (``ENCODERS``), so one
     request's CPU-bound encoding never starves the other streams; making one can cost
-    milliseconds too (a FLAC encoder zeroes about 4 MB). With ``inline`` (a codec whose blocks
+    milliseconds too (a FLAC encoder zeroes about 7 MB). With ``inline`` (a codec whose blocks
     cost microseconds: raw PCM, G.711, WAV) all of it happens right here, where two thread
     hops would cost far more than the encoding. Encoder time is added to
     ``job.encode_seconds``."""

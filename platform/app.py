@@ -22,7 +22,7 @@ from veena.platform.errors import ConfigError, VeenaError
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, new_request_id
-from veena.platform.plugins import build_runtime
+from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
 from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, SpeechRequest,
@@ -204,8 +204,9 @@ def create_app(config: VeenaConfig | None = None, *,
     """
     runtime = build_runtime(config or load_config(), extra=plugins)
     pipeline = Pipeline(runtime)
-    handlers = [generate, openai_speech, health, voices, formats, metrics]
-    routes = frozenset(p for h in handlers for p in h.paths)
+    handlers = plugin_routes(runtime, core=[generate, openai_speech, health, voices, formats,
+                                             metrics])
+    routes = frozenset(path for h in handlers for path, _ in route_keys(h))
 
     async def startup(app: Litestar) -> None:
         await lifecycle.start(runtime)  # nothing to do when a deployment started it already

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from veena.platform.config import VeenaConfig, load_config
@@ -161,7 +161,9 @@ def _load_command_modules() -> None:
         importlib.import_module(f"{commands.__name__}.{module.name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Iterable[tuple[str, object]] = ()) -> argparse.ArgumentParser:
+    """The ``veena`` parser: core commands, then those of plugins (``plugins``: extra
+    in-process (name, plugin) pairs next to the entry points)."""
     _load_command_modules()
     parser = argparse.ArgumentParser(prog="veena", description="Veena text-to-speech")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,12 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="TOML configuration file (default: $VEENA_CONFIG)")
         setup(p)
         p.set_defaults(func=fn)
+    _plugin_commands(sub, plugins)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _plugin_commands(sub: argparse._SubParsersAction, plugins: Iterable[tuple[str, object]]) -> None:
+    """Sub-commands from ``veena_register_commands``; each also takes ``--config``."""
+    from veena.platform.plugins import build_plugin_manager
+
+    pm, _sources = build_plugin_manager(load_config(None), plugins)
     try:
+        pm.hook.veena_register_commands(subparsers=sub)
+    except argparse.ArgumentError as exc:  # a name already taken
+        raise ConfigError(f"a plugin's command clashes with another one: {exc}") from exc
+    for p in sub.choices.values():
+        if not any("--config" in a.option_strings for a in p._actions):
+            p.add_argument("--config", help="TOML configuration file (default: $VEENA_CONFIG)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (ConfigError, VeenaError) as exc:
         print(f"veena: {exc}", file=sys.stderr)

@@ -16,12 +16,15 @@ Hooks are called once per stage per request, never per audio block.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from litestar.handlers import BaseRouteHandler
+
     from veena.codecs.base import Codec
     from veena.platform.audio import PCM
     from veena.platform.job import Job, Principal
@@ -82,6 +85,34 @@ def veena_register_speakers(runtime: Runtime) -> Iterable[Speaker]:
     :return: ``veena.speakers.Speaker`` objects; names and aliases must be unique.
 
     Called once at start-up on every plugin (registration pattern).
+    """
+
+
+@hookspec
+def veena_register_routes(runtime: Runtime) -> Iterable[BaseRouteHandler]:
+    """HTTP and WebSocket route handlers this plugin serves.
+
+    :param runtime: the application runtime; a handler reaches it through
+        ``request.app.state.runtime`` (or ``socket.app.state.runtime``).
+    :return: Litestar route handlers (``@get``, ``@post``, ``@websocket``, ``WebsocketListener``
+        subclasses, ``Router``...). A path that two plugins claim stops start-up with an error
+        naming both.
+
+    Called once when the app is built, on every plugin (registration pattern).
+    """
+
+
+@hookspec
+def veena_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Sub-commands this plugin adds to the ``veena`` command line.
+
+    :param subparsers: the ``veena`` parser's sub-parsers. Add a parser with
+        ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=fn)``, where
+        ``fn(args) -> int`` runs the command and returns its exit code; ``args.config`` holds
+        the ``--config`` path. A name that is already taken stops the CLI with an error.
+    :return: None.
+
+    Called once when the ``veena`` parser is built, on every plugin (registration pattern).
     """
 
 

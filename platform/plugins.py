@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Iterable
+import os
+import time
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -61,7 +63,36 @@ def build_plugin_manager(config: VeenaConfig,
         raise ConfigError(f"invalid configuration: `disable` names unknown plugin(s) {unknown}; "
                           f"installed: {sorted(available)}")
     pm.check_pending()
+    if os.environ.get("VEENA_TRACE_HOOKS") == "1":
+        trace_hook_calls(pm)
     return pm, sources
+
+
+def trace_hook_calls(pm: pluggy.PluginManager) -> None:
+    """Logs every hook call with the plugins it reaches and how long it took (``veena.hooks``)."""
+    trace = logging.getLogger("veena.hooks")
+    started: dict[int, float] = {}
+
+    def before(hook_name: str, impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> None:
+        started[id(kwargs)] = time.perf_counter()
+
+    def after(outcome: Any, hook_name: str, impls: list[pluggy.HookImpl],
+              kwargs: dict[str, Any]) -> None:
+        took = (time.perf_counter() - started.pop(id(kwargs), time.perf_counter())) * 1000
+        trace.info("hook %s -> [%s] %.3f ms%s", hook_name,
+                   ", ".join(i.plugin_name for i in impls), took,
+                   " (raised)" if outcome.exception is not None else "")
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """Calls ``hook`` through pluggy on one plugin at a time: (plugin name, its result)."""
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    for impl in impls:
+        others = [i.plugin for i in impls if i is not impl]
+        results = pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        yield impl.plugin_name, results[0] if results else None
 
 
 def _plugin_configs(pm: pluggy.PluginManager, config: VeenaConfig) -> dict[str, Any]:
@@ -75,11 +106,10 @@ def _plugin_configs(pm: pluggy.PluginManager, config: VeenaConfig) -> dict[str, 
 
 
 def _register(runtime: Runtime, hook: str, add) -> None:
-    for impl in getattr(runtime.pm.hook, hook).get_hookimpls():
-        items = getattr(impl.plugin, hook)(runtime=runtime)
+    for owner, items in call_each(runtime.pm, hook, runtime=runtime):
         for item in items or ():
             try:
-                add(item, impl.plugin_name)
+                add(item, owner)
             except DuplicateNameError as exc:
                 raise ConfigError(str(exc)) from exc
 
@@ -136,3 +166,38 @@ def loaded_plugins(runtime: Runtime) -> list[tuple[str, ModuleType | object, str
     """(name, plugin, where it came from) for every loaded plugin."""
     return [(name, plugin, runtime.plugin_sources.get(name, "?"))
             for name, plugin in runtime.pm.list_name_plugin() if plugin is not None]
+
+
+def plugin_routes(runtime: Runtime, core: Iterable[Any] = ()) -> list[Any]:
+    """Route handlers from ``veena_register_routes``, after ``core``; one path and method
+    claimed twice is a ``ConfigError`` naming both owners."""
+    claimed: dict[tuple[str, str], str] = {}
+    handlers: list[Any] = []
+
+    def claim(items: Iterable[Any], owner: str) -> None:
+        for handler in items or ():
+            for key in route_keys(handler):
+                if key in claimed:
+                    raise ConfigError(f"route {key[1]} {key[0]} of plugin {owner!r} is already "
+                                      f"served by {claimed[key]!r}")
+                claimed[key] = owner
+            handlers.append(handler)
+
+    claim(core, "core routes")
+    for owner, items in call_each(runtime.pm, "veena_register_routes", runtime=runtime):
+        claim(items, owner)
+    return handlers
+
+
+def route_keys(handler: Any) -> list[tuple[str, str]]:
+    """(path, method) pairs a route handler or router serves; WebSocket counts as a method."""
+    from litestar import Router
+    from litestar.handlers import HTTPRouteHandler
+
+    if isinstance(handler, Router):
+        return [(route.path, method) for route in handler.routes
+                for method in (getattr(route, "methods", None) or {"WEBSOCKET"})]
+    if isinstance(handler, type):  # a Controller or WebsocketListener class
+        return [(handler.path, "WEBSOCKET" if hasattr(handler, "on_receive") else "CONTROLLER")]
+    methods = sorted(handler.http_methods) if isinstance(handler, HTTPRouteHandler) else ["WEBSOCKET"]
+    return [(path, method) for path in handler.paths for method in methods]

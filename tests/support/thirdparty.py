@@ -1,7 +1,9 @@
 """A throwaway third-party distribution, ``veena-percent``, built into a real wheel.
 
 Its entry point (``percent`` in the ``veena`` group) registers a normalizer that reads "%" as
-"per cent", a silent synthesizer ``quiet`` and a codec ``s8`` (signed 8-bit raw PCM). Installed with ``pip install --target`` into a
+"per cent", a silent synthesizer ``quiet``, a codec ``s8`` (signed 8-bit raw PCM), an HTTP route
+``GET /v1/percent/{value:int}``, a WebSocket route ``/v1/percent/ws`` and a CLI command
+``veena percent``. Installed with ``pip install --target`` into a
 folder that only subprocesses given it on ``PYTHONPATH`` see.
 """
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 PLUGIN = '''
 import numpy as np
+from litestar import Request, get, websocket
+from litestar.connection import WebSocket
 
 from veena.platform.audio import PCM
 from veena.platform.hookspecs import hookimpl
@@ -64,6 +68,36 @@ class S8:
         encoder = S8Encoder()
         encoder.rate = sample_rate
         return encoder
+
+
+@get("/v1/percent/{value:int}")
+async def percent_route(request: Request, value: int) -> dict:
+    normalizer = request.app.state.runtime.normalizers.get("percent")
+    return {"spoken": normalizer.normalize(f"{value}%", None)}
+
+
+@websocket("/v1/percent/ws")
+async def percent_socket(socket: WebSocket) -> None:
+    await socket.accept()
+    async for text in socket.iter_data():
+        await socket.send_text(Percent().normalize(text, None))
+
+
+def percent_command(args):
+    print(Percent().normalize(args.text, None))
+    return 7 if args.text == "exit7" else 0
+
+
+@hookimpl
+def veena_register_routes(runtime):
+    return [percent_route, percent_socket]
+
+
+@hookimpl
+def veena_register_commands(subparsers):
+    p = subparsers.add_parser("percent", help="Reads %% signs as words.")
+    p.add_argument("text")
+    p.set_defaults(func=percent_command)
 
 
 @hookimpl

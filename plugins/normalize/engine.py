@@ -19,13 +19,13 @@ from veena.plugins.normalize.rules import Context, Rule
 log = logging.getLogger("veena.normalize")
 
 RULES: tuple[Rule, ...] = (
-    web.EMAIL, web.URL, phones.PHONE, dates.NUMERIC_DATE, dates.TIME, dates.NAMED_DATE,
+    web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, dates.TIME, dates.NAMED_DATE,
     currency.CURRENCY, units.UNIT, units.DIMENSIONS, numerals.FRACTION, dates.RANGE,
     numerals.ORDINAL, numerals.DECADE, numerals.PLAIN, abbreviations.ABBREVIATION,
     symbols.SYMBOL, numerals.DIGITS,
 )
 _BY_NAME = {r.name: r for r in RULES}
-FIRST_CHARS = "0-9+\\-−₹$€£@&=%°©#~*_`^™®|<>½¼¾⅓⅔.:–—RIUEGJFMASOND\u0930\u0C30"
+FIRST_CHARS = "0-9+\\-−₹$€£¥@&=%°©#~*_`^™®|<>½¼¾⅓⅔.:–—/\\\\RIUEGJFMASONDVXLC\u0930\u0C30"
 """Every character a rule's match can start with (digits, symbols, the period and colon that
 anchor abbreviations, domains and URLs, the capitals of currency codes and English months,
 र and ర of रु and రూ). The alternation is prefixed with a lookahead on this set, which lets the

@@ -49,6 +49,12 @@ _SPACE_RUN = re.compile(r"[^\S\n]{2,}|[^\S \n]")
 _NATIVE_DIGITS_RE = re.compile("[\u0966-\u096f\u0c66-\u0c6f]+")
 
 
+_ESCAPES = re.compile(r"(?:\x1b|\^\[)(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]{0,500}(?:\x07|\x1b\\)?"
+                      r"|[()][A-Za-z0-9]|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
+"""Terminal escape sequences (ECMA-48: CSI ``ESC [ ... m``, OSC ``ESC ] ... BEL``, charset and
+two-character escapes), also written as ``^[``: colour codes pasted from a terminal."""
+
+
 def clean(text: str, drop_emoji: bool = True) -> str:
     """NFC, control and format characters out, native digits to ASCII, spaces collapsed.
 
@@ -57,6 +63,8 @@ def clean(text: str, drop_emoji: bool = True) -> str:
     milliseconds).
     """
     text = text.replace("\r\n", "\n")
+    if "\x1b" in text or "^[" in text or "\x9b" in text:
+        text = _ESCAPES.sub("", text)
     if _CONTROL.search(text):
         text = _CONTROL.sub(lambda m: "\n" if m.group() == "\n" else _drop_char(m.group()), text)
     if not text.isascii():

@@ -1,4 +1,5 @@
-"""Symbols left after the other rules: & @ + = % # ~ ° © and markdown marks (* _ ` | < >)."""
+"""Symbols left after the other rules: & @ + = % # ~ ° © and markdown marks (* _ ` | < >); runs
+of symbols (``=====``, ``#$%&``, ``$$$``) are decoration, never read out."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def _speak(m: re.Match[str], ctx: Context) -> str:
 
 SYMBOL = Rule("sym", r"(?P<sym_s>[&@+=%°©#~*_`^™®|<>])(?P<sym_n>(?=\d))?"
                      r"|(?:[-–—]|--)(?<=\S [-–—])(?= \S)|--(?<=\S --)(?= \S)", _speak)
+
+
+def _run(m: re.Match[str], ctx: Context) -> str:
+    return " "
+
+
+RUN = Rule("run", r"[$₹€£¥](?=[$₹€£¥])|[$₹€£¥](?<=[$₹€£¥][$₹€£¥])(?!\s?\d)"
+                  r"|[=+@&%~^#|<>_*/\\\-–—$₹€£¥]{3,}(?!\s?\d)|(?P<run_c>[=~^#|_*<>])(?P=run_c)+",
+           _run, guard=r"[$₹€£¥=+@&%~^#|<>_*/\\\-–—]")
+"""A currency sign doubled (``$$$5``: only the last one is read, with its amount), a run of three
+or more symbols (dividers, cartoon swearing ``#$%&``, ``-->``), a doubled mark (``==``, ``##``)."""

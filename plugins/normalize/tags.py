@@ -16,6 +16,13 @@ PLACEHOLDER = "\ue000"
 """Stands for a tag while rules run (private use: the clean-up stage removes any in the input)."""
 
 _NAME = r"[A-Za-z][A-Za-z _-]{0,30}?"
+_MARKUP = re.compile(r"<\s*/\s*[A-Za-z][\w:.-]{0,30}\s*>"  # </whisper>, </baz>
+                     r"|<\s*[A-Za-z][\w:.-]{0,30}(?:\s+[^<>]{0,200}?)?/\s*>"  # <bar/>, <br />
+                     r"|<\s*[A-Za-z][\w:.-]{0,30}\s+[^<>]{0,200}?=[^<>]{0,200}>"  # <p class="x">
+                     r"|<!--.{0,2000}?-->|<![^<>]{0,200}>|<\?[^<>]{0,200}\?>")
+"""Markup that is never speech: closing and self-closing tags, tags with attributes, comments,
+doctypes. A closing tag of a known emotion ends nothing a voice can hold (the tags are events,
+not spans), so it goes too; an opening tag with attributes keeps its name if it is known."""
 _TYPED = re.compile(rf"<\s*(?P<angle>{_NAME})\s*>|\[\s*(?P<square>{_NAME})\s*\]"
                     rf"|\(\s*(?P<round>{_NAME})\s*\)|\*\s*(?P<star>{_NAME})\s*\*")
 
@@ -25,6 +32,8 @@ def protect(text: str, keep_unknown: bool) -> tuple[str, list[str]]:
     if not any(c in text for c in "<[(*"):
         return text, []
     found: list[str] = []
+    if "<" in text:
+        text = _MARKUP.sub(_markup, text)
 
     def sub(m: re.Match[str]) -> str:
         name = next(v for v in m.groups() if v is not None)
@@ -42,6 +51,19 @@ def protect(text: str, keep_unknown: bool) -> tuple[str, list[str]]:
         return f" {PLACEHOLDER} "
 
     return _TYPED.sub(sub, text), found
+
+
+_OPEN_NAME = re.compile(r"<\s*([A-Za-z][\w-]{0,30})\s")
+
+
+def _markup(m: re.Match[str]) -> str:
+    """An opening tag with attributes of a known emotion (``<laugh intensity="2">``) becomes the
+    bare tag, which ``_TYPED`` then protects; every other piece of markup becomes a space."""
+    opening = _OPEN_NAME.match(m.group())
+    if opening and not m.group().rstrip(">").rstrip().endswith("/") \
+            and emotions.canonical(opening.group(1)) is not None:
+        return f"<{opening.group(1)}>"
+    return " "
 
 
 def restore(text: str, found: list[str]) -> str:

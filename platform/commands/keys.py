@@ -207,12 +207,20 @@ def _db_args(p: argparse.ArgumentParser) -> None:
                    help="TOML configuration file (default: $VEENA_CONFIG)")
     m.add_argument("--plugin", choices=("auth", "storage"), default="auth",
                    help="whose database to migrate (default: auth's)")
+    r = sub.add_parser("replay", help="write rows set aside as unwritable again (after a fix)")
+    r.add_argument("--config", default=argparse.SUPPRESS,
+                   help="TOML configuration file (default: $VEENA_CONFIG)")
+    r.add_argument("--queue", choices=("sentences", "settlements"), default="sentences",
+                   help="which set-aside file: storage's sentences or auth's settlements")
 
 
 @command("db", _db_args)
 def db(args: argparse.Namespace) -> int:
-    """Database maintenance: migrate."""
+    """Database maintenance: migrate, replay."""
     from veena.platform.db import describe, open_database
+
+    if args.action == "replay":
+        return _replay(args)
 
     async def main() -> int:
         if args.plugin == "storage":
@@ -233,4 +241,45 @@ def db(args: argparse.Namespace) -> int:
             await database.close()
         print(f"{describe(database)}: applied {', '.join(applied) if applied else 'nothing (up to date)'}")
         return 0
+    return asyncio.run(main())
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``veena db replay``: rows in ``<spool_dir>/<queue>.rejected`` written again."""
+    from pathlib import Path
+
+    from veena.platform.db import SentenceRow, StoreUnavailable, UsageRow, data_dir, describe, \
+        open_database
+    from veena.platform.db.queue import replay_rejected
+
+    plugin = "storage" if args.queue == "sentences" else "auth"
+    if plugin == "storage":
+        from veena.plugins.storage import Config as PluginConfig
+    else:
+        from veena.plugins.auth import Config as PluginConfig  # type: ignore[assignment]
+    cfg = plugin_settings(plugin, PluginConfig, _config(args).plugins.get(plugin, {}))
+    spool = Path(cfg.spool_dir) if cfg.spool_dir else data_dir() / "spool"
+    database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1)
+
+    async def main() -> int:
+        try:
+            await database.open()
+            if database.name != "supabase":
+                await database.migrate()
+            if args.queue == "sentences":
+                done = await replay_rejected(spool / "sentences.rejected",
+                                             database.write_sentences, SentenceRow)
+            else:
+                async def settle(rows: list[UsageRow]) -> None:
+                    for row in rows:
+                        await database.settle(row)
+                done = await replay_rejected(spool / "settlements.rejected", settle, UsageRow)
+        except StoreUnavailable as exc:
+            print(f"veena: {describe(database)} cannot be reached: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await database.close()
+        print(f"{describe(database)}: {done[0]} row(s) written, {done[1]} still set aside "
+              f"in {spool / (args.queue + '.rejected')}")
+        return 0 if not done[1] else 3
     return asyncio.run(main())

@@ -18,6 +18,7 @@ import msgspec
 from veena.platform.db.base import (SENTENCE_COLUMNS, USAGE_COLUMNS, ApiKey, Database,
                                     Reservation, SentenceRow, StoreUnavailable, UsageRow,
                                     migration_files)
+from veena.platform.db.escape import escape_row, unescape_row
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x7665656E61  # pg_advisory_lock key: "veena"
@@ -203,7 +204,8 @@ class PostgresDatabase(Database):
             f"INSERT INTO veena_sentences ({cols}) "
             f"SELECT {', '.join('to_timestamp(r.created_at)' if col == 'created_at' else 'r.' + col for col in SENTENCE_COLUMNS)} "
             f"FROM jsonb_to_recordset($1::jsonb) AS r({_SENTENCE_TYPES}) "
-            "ON CONFLICT (id) DO NOTHING", msgspec.json.encode(rows).decode()))
+            "ON CONFLICT (id) DO NOTHING",
+            msgspec.json.encode([escape_row(r) for r in rows]).decode()))
 
     async def sentences(self, limit: int = 100, request_id: str | None = None) -> list[SentenceRow]:
         cols = ", ".join(SENTENCE_COLUMNS)
@@ -214,7 +216,8 @@ class PostgresDatabase(Database):
         else:
             rows = await self._with(lambda c: c.fetch(
                 f"SELECT {cols} FROM veena_sentences ORDER BY created_at DESC, id LIMIT $1", limit))
-        return [SentenceRow(**{**dict(r), "created_at": _ts(r["created_at"])}) for r in rows]
+        return [unescape_row(SentenceRow(**{**dict(r), "created_at": _ts(r["created_at"])}))
+                for r in rows]
 
     async def count_sentences(self) -> int:
         return await self._with(lambda c: c.fetchval("SELECT count(*) FROM veena_sentences"))

@@ -29,6 +29,14 @@ import msgspec
 from veena.platform.db.base import StoreUnavailable
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+
+class _Interrupted(Exception):
+    """The database went away part-way through a batch: ``remaining`` was not written."""
+
+    def __init__(self, remaining: list[Any], cause: StoreUnavailable, written: int) -> None:
+        super().__init__(str(cause))
+        self.remaining, self.cause, self.written = remaining, cause, written
 log = logging.getLogger("veena.queue")
 _STOP = object()
 
@@ -172,18 +180,42 @@ class DurableQueue(Generic[T]):
             self._spool(batch)
             return
         try:
-            await self.write(batch)
-            self.stats["written"] += len(batch)
+            self.stats["written"] += await self._write_checked(batch)
         except asyncio.CancelledError:
             self._spool(batch)  # shutdown timed out mid-write: keep it (replay is idempotent)
             raise
+        except _Interrupted as exc:
+            self.stats["written"] += exc.written
+            self._spool(exc.remaining)
+            self._mark_down(exc.cause)
+
+    async def _write_checked(self, batch: list[T]) -> int:
+        """Writes ``batch``; when it fails for a reason other than StoreUnavailable, writes it
+        again row by row so that only a row that fails on its own is set aside (with its
+        reason). Returns how many rows were written; raises ``_Interrupted`` with the rows not
+        yet written when the database goes away."""
+        try:
+            await self.write(batch)
+            return len(batch)
         except StoreUnavailable as exc:
-            self._spool(batch)
-            self._mark_down(exc)
-        except Exception:
+            raise _Interrupted(batch, exc, 0) from exc
+        except Exception as exc:
             self.stats["write_errors"] += 1
-            log.exception("%s write failed; batch set aside", self.name, extra={"queue": self.name})
-            self._reject(batch)
+            if len(batch) == 1:
+                self._reject(batch, exc)
+                return 0
+            log.warning("%s batch of %d failed (%s); writing it row by row", self.name,
+                        len(batch), type(exc).__name__, extra={"queue": self.name})
+        written = 0
+        for i, item in enumerate(batch):
+            try:
+                await self.write([item])
+                written += 1
+            except StoreUnavailable as exc:
+                raise _Interrupted(batch[i:], exc, written) from exc
+            except Exception as exc:
+                self._reject([item], exc)
+        return written
 
     def _mark_down(self, exc: BaseException) -> None:
         if not self._down:
@@ -220,11 +252,22 @@ class DurableQueue(Generic[T]):
         return sorted(self.spool_dir.glob(f"{self.name}-*.jsonl"),
                       key=lambda p: p.stat().st_mtime if p.exists() else 0)
 
-    def _reject(self, items: list[T]) -> None:
+    @property
+    def rejected_path(self) -> Path:
+        """Where rows that cannot be written are set aside: JSON lines ``{"reason", "at",
+        "row"}`` (``"raw"`` instead of ``"row"`` for an unreadable spool line)."""
+        return self.spool_dir / f"{self.name}.rejected"
+
+    def _reject(self, items: list[T], exc: BaseException) -> None:
         self.stats["rejected"] += len(items)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        log.error("%s: %d row(s) cannot be written and are set aside in %s (%s)", self.name,
+                  len(items), self.rejected_path, type(exc).__name__, extra={"queue": self.name})
         try:
-            with open(self.spool_dir / f"{self.name}.rejected", "ab") as f:
-                f.write(b"".join(self._encoder.encode(i) + b"\n" for i in items))
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.rejected_path, "ab") as f:
+                f.write(b"".join(self._encoder.encode(
+                    {"reason": reason, "at": time.time(), "row": i}) + b"\n" for i in items))
         except OSError:
             self.stats["lost"] += len(items)
             log.exception("%s: could not set aside %d item(s)", self.name, len(items))
@@ -278,11 +321,58 @@ class DurableQueue(Generic[T]):
                         bad.append(line)
                 for i in range(0, len(items), self.batch_size):
                     batch = items[i:i + self.batch_size]
-                    await self.write(batch)  # StoreUnavailable: stop here, keep the file
-                    self.stats["replayed"] += len(batch)
+                    try:
+                        self.stats["replayed"] += await self._write_checked(batch)
+                    except _Interrupted as exc:  # stop here, keep the file (replay is idempotent)
+                        raise exc.cause from None
                 if bad:
                     log.error("%s: %d unreadable spool line(s) set aside", self.name, len(bad),
                               extra={"queue": self.name})
-                    with open(self.spool_dir / f"{self.name}.rejected", "ab") as r:
-                        r.write(b"\n".join(bad) + b"\n")
+                    with open(self.rejected_path, "ab") as r:
+                        r.write(b"".join(self._encoder.encode(
+                            {"reason": "unreadable spool line", "at": time.time(),
+                             "raw": b.decode("utf-8", "replace")}) + b"\n" for b in bad))
                 path.unlink(missing_ok=True)
+
+
+async def replay_rejected(path: Path, write: Callable[[list[T]], Awaitable[Any]],
+                          item_type: type[T]) -> tuple[int, int]:
+    """Writes every row set aside in ``path`` again, one by one (``veena db replay``, after the
+    cause was fixed). Rows that still fail go back to ``path`` with their new reason; when the
+    database goes away, what was not tried yet goes back unchanged and StoreUnavailable is
+    raised. Returns (written, still set aside). Lines of the older bare-row format are read too.
+    """
+    if not path.exists():
+        return 0, 0
+    work = path.with_name(f"{path.name}.replaying-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.replace(path, work)  # servers appending meanwhile start a fresh file
+    decoder, encoder = msgspec.json.Decoder(item_type), msgspec.json.Encoder()
+    lines = [line for line in work.read_bytes().splitlines() if line.strip()]
+    written, failed, keep = 0, 0, []
+    try:
+        for n, line in enumerate(lines):
+            try:
+                entry = msgspec.json.decode(line)
+                raw = msgspec.json.encode(entry["row"]) if isinstance(entry, dict) and "row" in entry \
+                    else entry["raw"].encode() if isinstance(entry, dict) and "raw" in entry else line
+                item = decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, AttributeError):
+                keep.append(line)  # still unreadable: left as it was
+                failed += 1
+                continue
+            try:
+                await write([item])
+                written += 1
+            except StoreUnavailable:
+                keep.extend(lines[n:])
+                raise
+            except Exception as exc:
+                failed += 1
+                keep.append(encoder.encode({"reason": f"{type(exc).__name__}: {str(exc)[:200]}",
+                                            "at": time.time(), "row": item}))
+    finally:
+        if keep:
+            with open(path, "ab") as f:
+                f.write(b"".join(k + b"\n" for k in keep))
+        work.unlink(missing_ok=True)
+    return written, failed

@@ -15,6 +15,7 @@ import msgspec
 
 from veena.platform.db.base import (SENTENCE_COLUMNS, USAGE_COLUMNS, ApiKey, Database,
                                     Reservation, SentenceRow, StoreUnavailable, UsageRow)
+from veena.platform.db.escape import escape_row, unescape_row
 
 KEY_SELECT = ("id,key_hash,prefix,owner,name,scopes,created_at,expires_at,revoked,"
               "rate_per_minute,max_streams,credits")
@@ -180,7 +181,8 @@ class SupabaseDatabase(Database):
     async def write_sentences(self, rows: list[SentenceRow]) -> None:
         if not rows:
             return
-        body = [{**msgspec.to_builtins(r), "created_at": _iso(r.created_at)} for r in rows]
+        body = [{**msgspec.to_builtins(escape_row(r)), "created_at": _iso(r.created_at)}
+                for r in rows]
         await self._exec(self._table("veena_sentences").upsert(
             body, on_conflict="id", ignore_duplicates=True, returning="minimal"))
 
@@ -189,7 +191,8 @@ class SupabaseDatabase(Database):
         if request_id:
             query = query.eq("request_id", request_id)
         rows = await self._exec(query.order("created_at", desc=True).order("id").limit(limit))
-        return [SentenceRow(**{**r, "created_at": _ts(r["created_at"])}) for r in rows]
+        return [unescape_row(SentenceRow(**{**r, "created_at": _ts(r["created_at"])}))
+                for r in rows]
 
     async def count_sentences(self) -> int:
         from postgrest.types import CountMethod

@@ -286,10 +286,10 @@ class Auth:
                 balance = await self.db.settle(usage)
             except StoreUnavailable:
                 raise  # the batch is spooled and replayed; settled rows are skipped then
-            except Exception:  # noqa: BLE001 - set this one aside, settle the others
+            except Exception as exc:  # noqa: BLE001 - set this one aside, settle the others
                 log.exception("settlement rejected by the database",
                               extra={"request_id": usage.request_id, "key_id": usage.key_id})
-                self.settlements._reject([usage])  # type: ignore[union-attr]
+                self.settlements._reject([usage], exc)  # type: ignore[union-attr]
                 continue
             if self.cache is not None:
                 self.cache.set_balance(usage.key_id, balance)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import uuid
 
 import pytest
 
@@ -38,6 +39,28 @@ def test_every_request_is_stored_with_its_texts_and_metadata(tmp_path, monkeypat
             gone = (await store.db.sentences(request_id="gone"))[0]
             assert gone.outcome == "cancelled" and gone.chars_delivered < gone.chars_requested
             assert store.stats["written"] == 2 and store.stats["queue_full"] == 0
+    asyncio.run(main())
+
+
+def test_nul_text_on_postgres_loses_nothing_of_its_batch(pg_dsn, tmp_path, monkeypatch):
+    """Issue 14.1: a NUL in one request's text once set aside its whole batch (other users'
+    rows too). Now every row lands, the NUL one exactly as sent."""
+    monkeypatch.setenv("DATABASE_URL", pg_dsn)
+
+    async def main():
+        async with veena(config(tmp_path, storage={"flush_seconds": 0.5})) as (p, _):
+            store = p.runtime.state["storage"]
+            tag = uuid.uuid4().hex[:8]
+            texts = {f"n-{tag}-{i}": (f"before\u0000after {i}" if i % 3 == 0 else f"{TEXT} {i}")
+                     for i in range(12)}
+            await asyncio.gather(*(synthesize(p, t, request_id=r) for r, t in texts.items()))
+            await p.drain()
+            await store.queue.flush()
+            for rid, text in texts.items():
+                [row] = await store.db.sentences(request_id=rid)
+                assert row.original_text == text
+            assert store.stats["rejected"] == 0 and store.stats["written"] == 12
+            assert not (tmp_path / "spool" / "sentences.rejected").exists()
     asyncio.run(main())
 
 
@@ -88,7 +111,8 @@ def test_spool_while_postgres_is_down_and_replay_when_it_returns(private_postgre
 
             pg.stop()
             for i in range(5):  # requests still succeed while the database is down
-                job, _ = await synthesize(p, TEXT, request_id=f"during-{i}")
+                text = TEXT if i % 2 else f"before\u0000after {i}"  # NULs mixed in
+                job, _ = await synthesize(p, text, request_id=f"during-{i}")
                 assert job.outcome == "completed"
             await p.drain()
             await store.queue.flush()
@@ -101,6 +125,9 @@ def test_spool_while_postgres_is_down_and_replay_when_it_returns(private_postgre
             assert ids == {f"before-{i}" for i in range(3)} | {f"during-{i}" for i in range(5)}
             assert await store.db.count_sentences() == 8  # exactly once
             assert store.stats["replayed"] == 5 and store.stats["lost"] == 0
+            assert store.stats["rejected"] == 0
+            nul = (await store.db.sentences(request_id="during-0"))[0]
+            assert nul.original_text == "before\u0000after 0"
     asyncio.run(main())
 
 

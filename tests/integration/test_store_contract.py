@@ -260,3 +260,24 @@ def msgspec_dict(row, *skip):
     import msgspec
 
     return {k: v for k, v in msgspec.structs.asdict(row).items() if k not in skip}
+
+
+# Texts a backend may be unable to hold as they are (PostgreSQL refuses U+0000 in text and
+# jsonb), the escape character itself, and look-alikes of the escape sequences.
+AWKWARD_TEXTS = ["before\u0000after", "\u0000", "\u0000\u0000x\u0000", "a\u2400b",
+                 "\u24000 is not NUL", "\u2400\u2400", "\u2400", "tail\u2400",
+                 "back\\slash \\u0000 literal", "ok \U0001F600 \u200d"]
+
+
+@pytest.mark.parametrize("text", AWKWARD_TEXTS)
+def test_every_text_is_stored_exactly_as_sent(make_db, text):
+    async def body(db):
+        row = sentence(original_text=text, normalized_text=text + " n", error_code=text[:8])
+        neighbour = sentence()  # same batch: must land too
+        await db.write_sentences([neighbour, row])
+        got = await db.sentences(request_id=row.request_id)
+        assert len(got) == 1
+        assert got[0].original_text == text and got[0].normalized_text == text + " n"
+        assert got[0].error_code == text[:8]
+        assert len(await db.sentences(request_id=neighbour.request_id)) == 1
+    run(make_db, body)

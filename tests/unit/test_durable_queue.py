@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from veena.platform.db import StoreUnavailable
-from veena.platform.db.queue import DurableQueue
+from veena.platform.db.queue import DurableQueue, replay_rejected
 
 
 class Item(msgspec.Struct):
@@ -150,7 +150,9 @@ def test_bad_data_is_set_aside_not_retried_forever(tmp_path):
         q.put(Item(8))
         await q.stop()
         assert 8 in db.rows and q.stats["rejected"] == 1
-        assert (tmp_path / "spool" / "t.rejected").read_bytes() == b'{"id":7}\n'
+        [line] = (tmp_path / "spool" / "t.rejected").read_bytes().splitlines()
+        entry = msgspec.json.decode(line)
+        assert entry["row"] == {"id": 7} and entry["reason"] == "ValueError: bad row"
         (tmp_path / "spool" / "t-1-x.jsonl").write_bytes(b'{"id":9}\nnot json\n')
         q2 = queue(db, tmp_path)
         await q2.start()
@@ -173,4 +175,65 @@ def test_put_before_start_and_after_stop_is_spooled(tmp_path, n):
         await q.stop()
         q.put(Item(50))
         assert q.stats["spooled"] == n + 1
+    asyncio.run(main())
+
+
+def test_a_bad_row_sets_aside_only_itself_not_its_batch(tmp_path):
+    """One unwritable row in a batch of 50: the other 49 (other users' requests) are written."""
+    async def main():
+        db = FakeDb()
+        db.poison = {13}
+        q = queue(db, tmp_path, flush_interval=0.2)
+        await q.start()
+        for i in range(50):
+            q.put(Item(i))
+        await q.stop()
+        assert sorted(db.rows) == [i for i in range(50) if i != 13]
+        assert q.stats["rejected"] == 1 and q.stats["written"] == 49
+        lines = (tmp_path / "spool" / "t.rejected").read_bytes().splitlines()
+        assert [msgspec.json.decode(x)["row"] for x in lines] == [{"id": 13}]
+    asyncio.run(main())
+
+
+def test_a_bad_row_in_a_spool_file_does_not_block_its_replay(tmp_path):
+    async def main():
+        db = FakeDb()
+        db.poison = {2}
+        (tmp_path / "spool").mkdir()
+        (tmp_path / "spool" / "t-1-x.jsonl").write_bytes(b'{"id":1}\n{"id":2}\n{"id":3}\n')
+        q = queue(db, tmp_path)
+        await q.start()
+        assert await q.wait_recovered(5)
+        await q.stop()
+        assert sorted(db.rows) == [1, 3] and q.stats["rejected"] == 1
+    asyncio.run(main())
+
+
+def test_set_aside_rows_are_replayed_after_a_fix(tmp_path):
+    async def main():
+        db = FakeDb()
+        db.poison = {5, 6}
+        q = queue(db, tmp_path)
+        await q.start()
+        for i in range(8):
+            q.put(Item(i))
+        await q.stop()
+        path = tmp_path / "spool" / "t.rejected"
+        with open(path, "ab") as f:
+            f.write(b'{"id":9}\nnot json\n')  # the older bare format, and garbage
+        db.poison = {6}  # "the fix" covers 5 only
+        assert await replay_rejected(path, db.write, Item) == (2, 2)
+        assert 5 in db.rows and 9 in db.rows and 6 not in db.rows
+        lines = path.read_bytes().splitlines()
+        assert b"not json" in lines and len(lines) == 2
+        db.poison = set()
+        assert await replay_rejected(path, db.write, Item) == (1, 1)  # garbage stays
+        assert 6 in db.rows
+        db.down = True
+        assert await replay_rejected(path, db.write, Item) == (0, 1)
+        path.write_bytes(b'{"id":20}\n')
+        with pytest.raises(StoreUnavailable):
+            await replay_rejected(path, db.write, Item)
+        assert path.read_bytes() == b'{"id":20}\n'  # kept for the next try
+        assert not list((tmp_path / "spool").glob("*.replaying-*"))
     asyncio.run(main())

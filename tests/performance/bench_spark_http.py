@@ -3,8 +3,12 @@ stream and audio seconds per GPU second, at several concurrency levels, per engi
 
     python tests/performance/bench_spark_http.py [--ckpt DIR] [--engines torch,hf]
         [--levels 1,8,32,64] [--baseline-levels 1,8] [--tokens 250] [--client raw|httpx]
+        [--slots 256] [--spark first_block=4 ...] [--label new] [--json out.json]
 
-An engine may name the BiCodec dtype too: ``--engines torch,torch:bfloat16,hf``.
+An engine may name the BiCodec dtype too: ``--engines torch,torch:bfloat16,hf``. ``--slots``
+sets the torch engine's KV-cache slots (streams decoded together; default 64); each ``--spark``
+adds one ``[plugins.spark]`` setting (a TOML value); ``--label`` prefixes the printed engine name
+(for A/B runs of two checkouts) and ``--json`` appends every row to a file.
 
 Builds (or reuses) a full-size random checkpoint and a voice with pinned global tokens (so the
 first audio needs no global-token phase), then for each engine starts ``veena serve`` on
@@ -138,6 +142,10 @@ def main() -> None:
     ap.add_argument("--baseline-levels", default="1,8")
     ap.add_argument("--tokens", type=int, default=250)
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    ap.add_argument("--slots", type=int, default=None)
+    ap.add_argument("--spark", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from veena.plugins.spark.checkpoint import write_random_checkpoint
 
@@ -151,17 +159,26 @@ def main() -> None:
           f"{'rtf max':>9}{'audio s':>9}{'audio/s':>9}{'GPU MiB':>9}", flush=True)
     for variant in args.engines.split(","):
         engine, _, decoder_dtype = variant.partition(":")  # e.g. "torch:bfloat16"
+        extra = [f"slots = {args.slots}"] if args.slots and engine == "torch" else []
+        extra += [f"{k.strip()} = {v.strip()}" for k, _, v in (o.partition("=") for o in args.spark)]
         config = (f'[stages]\nsynthesizer = "spark"\n[plugins.spark]\nmodel_path = "{ckpt}"\n'
                   f'engine = "{engine}"\n'
                   + (f'decoder_dtype = "{decoder_dtype}"\n' if decoder_dtype else "")
+                  + "".join(line + "\n" for line in extra)
                   + f'[plugins.catalog]\nfolders = ["{voices}"]\n')
+        name = f"{args.label}:{variant}" if args.label else variant
         server = GpuServer(config, tmp=work)
         levels = args.levels if engine != "hf" else args.baseline_levels
         try:
             for n in (int(x) for x in levels.split(",")):
                 r = asyncio.run(level(server.url, n, args.tokens, args.client))
                 s50, s95 = server_ttfb(server.log, n)
-                print(f"{variant:<15}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
+                if args.json:
+                    with args.json.open("a") as f:
+                        f.write(json.dumps({"engine": name, "slots": args.slots, "spark": args.spark,
+                                            "server ttfb p50 ms": s50, "server ttfb p95 ms": s95,
+                                            **r}) + "\n")
+                print(f"{name:<15}{n:>8}{r['ttfb p50 ms']:>10.1f}{r['ttfb p95 ms']:>10.1f}"
                       f"{s50:>10.1f}{s95:>10.1f}"
                       f"{r['rtf p50']:>9.3f}{r['rtf worst']:>9.3f}{r['audio s']:>9.1f}"
                       f"{r['audio s per s']:>9.1f}{r['gpu MiB']:>9}", flush=True)

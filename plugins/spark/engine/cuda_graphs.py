@@ -16,7 +16,7 @@ import torch
 
 from veena.plugins.spark.engine.static_model import StaticQwen2
 
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 LENGTH_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PREFILL_ROWS = (1, 2, 4, 8, 16, 32)
 PREFILL_WIDTHS = (32, 64, 128, 256)

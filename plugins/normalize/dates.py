@@ -153,6 +153,18 @@ def _en_time(h: int, mi: int, s: int | None, ampm: str | None) -> str:
     return f"{out} {ampm}" if ampm else out
 
 
+def _te_hour_said(out: str, said: str) -> str:
+    """"8:00 గంటలకు", "10:20 గంటలకు": the text has its hour word (with a case ending), so it is
+    not said twice; the ending moves to the last word (పది గంటల ఇరవై నిమిషాలకు)."""
+    for hour in (" గంటలు", " గంట"):
+        if out.endswith(hour):
+            return f"{out[: -len(hour)]} {said}"
+    if not out.endswith("లు"):
+        return f"{out} {said}"  # ఎనిమిదిన్నర గంటలకు
+    rest = said[len("గంట"):].removeprefix("ల")
+    return out if rest in ("", "ు") else out[:-1] + rest
+
+
 def _time(m: re.Match[str], ctx: Context) -> str:
     h = int(group(m, "time", "h") or group(m, "time", "h2") or group(m, "time", "h3"))
     mi = int(group(m, "time", "m") or group(m, "time", "m2") or 0)
@@ -169,6 +181,8 @@ def _time(m: re.Match[str], ctx: Context) -> str:
         out = _hi_time(h, mi, s) if ctx.lang == "hi" else _te_time(h, mi, s)
         if ampm and word_before(m) not in _DAYPART[ctx.lang]:  # "शाम 7:30 pm": said already
             out = f"{_daypart(h24, ctx.lang)} {out}"
+    if (said := group(m, "time", "te")) and ctx.lang == "te":
+        out = _te_hour_said(out, said)
     if raw_ampm and raw_ampm.endswith(".") and re.match(r"\s*$|\s+[A-Z\u0900-\u0DFF]",
                                                         m.string[m.end():m.end() + 2]):
         out += "."  # "at 5 p.m. Then" -- the abbreviation's period also ended the sentence
@@ -178,15 +192,59 @@ def _time(m: re.Match[str], ctx: Context) -> str:
 TIME = Rule(
     "time",
     rf"{START}(?:(?P<time_h>[01]?\d|2[0-3]):(?P<time_m>[0-5]\d)(?::(?P<time_s>[0-5]\d))?"
-    rf"(?: ?(?P<time_ap>{_AMPM}))?(?![\d:])(?: ?बजे(?![\u0900-\u097F]))?"
+    rf"(?: ?(?P<time_ap>{_AMPM}))?(?![\d:])(?: ?बजे(?![\u0900-\u097F])"
+    r"| ?(?P<time_te>గంట(?:లకు|కు|కి|లు|లో|ల)?)(?![\u0C00-\u0C7F]))?"
     rf"|(?P<time_h2>[01]?\d)\.(?P<time_m2>[0-5]\d) ?(?P<time_ap2>{_AMPM})"
     rf"|(?P<time_h3>1[0-2]|0?[1-9]) ?(?P<time_ap3>{_AMPM}))",
     _time, guard='\\d{1,2}(?:[:.]\\d\\d| ?[AaPp])')
 
-# --- ranges ----------------------------------------------------------------------------------
-
 _TO = {"en": "to", "hi": "से", "te": "నుండి"}
 
+# --- ranges ----------------------------------------------------------------------------------
+
+_CLOCK = rf"(?:[01]?\d|2[0-3]):[0-5]\d(?: ?{_AMPM})?|(?:1[0-2]|0?[1-9]) ?{_AMPM}"
+_TIME_AT = re.compile(TIME.pattern[len(START):])
+_TE_UPTO = re.compile(r" ?వరకు")
+
+
+def _member(m: re.Match[str], name: str, ctx: Context, ampm: str = "") -> str:
+    """One end of a time range spoken by the time rule (a bare hour takes the other end's
+    am/pm: "8-10 pm")."""
+    start, end = m.span(name)
+    if ampm:
+        t = _TIME_AT.fullmatch(f"{m.group(name)} {ampm.rstrip('.')}")
+    else:
+        t = _TIME_AT.match(m.string, start, end)
+        if t is None or t.end() != end:
+            t = _TIME_AT.fullmatch(m.group(name))
+    return _time(t, ctx)
+
+
+def _time_range(m: re.Match[str], ctx: Context) -> str:
+    b = _member(m, "trng_b", ctx)
+    bare = group(m, "trng", "h")
+    a = _member(m, "trng_h", ctx, group(m, "trng", "bap") or "") if bare \
+        else _member(m, "trng_a", ctx)
+    if ctx.lang != "en":  # "शाम 6-8 pm": the day part is said once, before the range
+        part = a.split(" ", 1)[0]
+        if part in _DAYPART[ctx.lang] and b.startswith(part + " "):
+            b = b[len(part) + 1:]
+        if part == word_before(m) and part in _DAYPART[ctx.lang]:
+            a = a[len(part) + 1:]
+    if ctx.lang == "te":
+        a, b = (w[:-1] if w.endswith("లు") else w for w in (a, b))  # గంటలు -> గంటల నుండి
+        upto = "" if _TE_UPTO.match(m.string, m.end()) else " వరకు"
+        return f"{a} నుండి {b}{upto}"
+    return f"{a} {_TO[ctx.lang]} {b}"
+
+
+TIME_RANGE = Rule(
+    "trng",
+    rf"{START}(?:(?P<trng_a>{_CLOCK})|(?P<trng_h>1[0-2]|0?[1-9])(?=\s?[-–—]\s?(?:1[0-2]|0?[1-9])"
+    rf"(?::[0-5]\d)? ?{_AMPM}))\s?[-–—]\s?"
+    rf"(?P<trng_b>(?:[01]?\d|2[0-3]):[0-5]\d(?: ?(?P<trng_ap>{_AMPM}))?"
+    rf"|(?:1[0-2]|0?[1-9]) ?(?P<trng_bap>{_AMPM}))(?![\d:])(?: ?बजे(?![\u0900-\u097F]))?",
+    _time_range, guard=r"\d{1,2}(?::\d\d)? ?(?:[AaPp]\.?\s?[Mm]\.?)?\s?[-–—]\s?\d")
 
 def _range(m: re.Match[str], ctx: Context) -> str:
     a, b = group(m, "rng", "a"), group(m, "rng", "b")
@@ -197,11 +255,12 @@ def _range(m: re.Match[str], ctx: Context) -> str:
     else:
         first, second = number_words(a, ctx.lang), number_words(b, ctx.lang)
     if ctx.lang == "te":
-        return f"{first} నుండి {second} వరకు"
+        upto = "" if _TE_UPTO.match(m.string, m.end()) else " వరకు"
+        return f"{first} నుండి {second}{upto}"
     return f"{first} {_TO[ctx.lang]} {second}"
 
 
 RANGE = Rule("rng", rf"{START}(?P<rng_a>\d+(?:\.\d+)?) ?[-–—] ?(?P<rng_b>\d+(?:\.\d+)?)(?![\d])",
              _range, guard=r"[\d.]+ ?[-–—] ?\d")
 
-__all__ = ["NUMERIC_DATE", "NAMED_DATE", "TIME", "RANGE", "looks_like_year"]
+__all__ = ["NUMERIC_DATE", "NAMED_DATE", "TIME", "TIME_RANGE", "RANGE", "looks_like_year"]

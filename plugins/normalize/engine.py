@@ -19,7 +19,7 @@ from veena.plugins.normalize.rules import Context, Rule
 log = logging.getLogger("veena.normalize")
 
 RULES: tuple[Rule, ...] = (
-    web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, dates.TIME, dates.NAMED_DATE,
+    web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, dates.TIME_RANGE, dates.TIME, dates.NAMED_DATE,
     currency.CURRENCY, units.UNIT, units.DIMENSIONS, numerals.FRACTION, dates.RANGE,
     numerals.ORDINAL, numerals.DECADE, numerals.PLAIN, abbreviations.ABBREVIATION,
     symbols.SYMBOL, numerals.DIGITS,

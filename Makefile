@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-$(BIN)/.installed: pyproject.toml setup.py
+# Serving the embedded voice needs the core dependencies only (no torch).
+$(BIN)/.serve: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# The tests also run the neural voice on CPU and the real clients (torch, openai, ...).
+$(BIN)/.installed: $(BIN)/.serve
 	$(BIN)/pip install -q -e '.[test]'
 	# Test-only oracle for the BiCodec compatibility test, without its dependency tree.
 	$(BIN)/pip install -q --no-deps 'spark-tts-lib==0.2.1'
@@ -20,8 +26,9 @@ services:
 	  { command -v redis-server >/dev/null || apt-get install -y -q redis-server; } && \
 	  { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt-get install -y -q postgresql; }; \
 	fi
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 
-serve: $(BIN)/.installed
+serve: $(BIN)/.serve
 	$(BIN)/veena serve $(ARGS)
 
 test: services $(BIN)/.installed

@@ -1,0 +1,202 @@
+"""One context of a socket: its text buffer, and the task that speaks its segments one
+pipeline job at a time into ONE encoder, so the client gets one valid stream per context."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from veena.platform.audio import PCM
+from veena.platform.encoding import encode_stream
+from veena.platform.errors import VeenaError
+from veena.platform.job import OutputFormat, Principal
+from veena.platform.pipeline import Pipeline
+from veena.platform.schemas import GenerateRequest
+from veena.plugins.websocket.protocol import Start
+from veena.plugins.websocket.segmenter import Segment, Segmenter
+
+SendEvent = Callable[[dict[str, Any]], Awaitable[None]]
+SendAudio = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass
+class Stats:
+    """What ``done`` reports for a context."""
+
+    samples: int = 0
+    rate: int = 0
+    bytes: int = 0
+    request_ids: list[str] = field(default_factory=list)
+    first_audio: float | None = None
+
+
+class Context:
+    """Text in (``feed``/``flush``/``end``), audio out through ``send_audio``.
+
+    Each segment becomes one ``Pipeline`` job whose output is the voice's raw PCM; the PCM of
+    every segment feeds one encoder of the session's format. ``cancel`` cancels the task,
+    which closes the job's audio generator and so frees the engine's slot at once."""
+
+    def __init__(self, cid: str, *, pipeline: Pipeline, start: Start, output: OutputFormat,
+                 principal: Principal | None, new_request_id: Callable[[], str],
+                 send_event: SendEvent, send_audio: SendAudio, segmenter: Segmenter,
+                 max_wait_s: float) -> None:
+        self.id = cid
+        self.pipeline, self.start, self.output, self.principal = pipeline, start, output, principal
+        self._new_rid, self._send_event, self._send_audio = new_request_id, send_event, send_audio
+        self.segmenter = segmenter
+        self.max_wait_s = max_wait_s
+        self.stats = Stats()
+        self.ended = False
+        self.queued_chars = 0
+        self.marks: dict[str, float] = {}
+        """perf_counter times of the last feed/flush that made a segment (for benchmarks)."""
+        self._queue: asyncio.Queue[Segment | None] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"ws-context-{cid}")
+
+    @property
+    def unspoken(self) -> int:
+        """Characters received and not yet handed to synthesis."""
+        return self.segmenter.pending + self.queued_chars
+
+    def feed(self, text: str) -> None:
+        self._enqueue(self.segmenter.feed(text))
+        self._arm()
+
+    def flush(self) -> None:
+        self._enqueue([self.segmenter.flush()])
+
+    def end(self) -> None:
+        """Speaks what is left, then finishes the stream."""
+        self.flush()
+        self.ended = True
+        self._disarm()
+        self._queue.put_nowait(None)
+
+    async def cancel(self) -> None:
+        self.ended = True
+        self._disarm()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    # --- the max-wait timer: text never sits unspoken longer than max_wait_s ---------------
+
+    def _arm(self) -> None:
+        if self.segmenter.pending == 0:
+            self._disarm()
+        elif self._timer is None and self.max_wait_s > 0:
+            self._timer = asyncio.get_running_loop().call_later(self.max_wait_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self.ended:
+            self._enqueue([self.segmenter.flush(whole_words=True)])
+            self._arm()
+
+    def _enqueue(self, segments: list[Segment | None]) -> None:
+        for seg in segments:
+            if seg is not None:
+                self.queued_chars += len(seg.text)
+                self._queue.put_nowait(seg)
+
+    # --- synthesis ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        outcome, error = "completed", None
+        codec = self.pipeline.runtime.codec(self.output.codec)
+        assert codec is not None  # checked at start
+        out = self.output
+        encoded = encode_stream(
+            self._pcm(), lambda: codec.open(out.sample_rate, streaming=True, bitrate=out.bitrate),
+            inline=getattr(codec, "encode_inline", False))
+        try:
+            async with aclosing(encoded):
+                async for data in encoded:
+                    self.stats.bytes += len(data)
+                    await self._send_audio(self.id, data)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+        except VeenaError as exc:
+            outcome, error = "failed", exc
+        except Exception as exc:  # noqa: BLE001 - reported to the client, the socket lives on
+            outcome, error = "failed", VeenaError("synthesis_failed", f"synthesis failed: {exc!r}", 500)
+        if error is not None:
+            await self._send_event({"type": "error", "context_id": self.id, "code": error.code,
+                                    "message": error.message, **error.details})
+        s = self.stats
+        await self._send_event({
+            "type": "done", "context_id": self.id, "outcome": outcome,
+            "audio_seconds": round(s.samples / s.rate, 4) if s.rate else 0.0,
+            "bytes": s.bytes, "request_ids": s.request_ids})
+
+    async def _pcm(self) -> AsyncIterator[PCM]:
+        """The PCM of every segment in order, each from its own pipeline job."""
+        while (seg := await self._queue.get()) is not None:
+            self.queued_chars -= len(seg.text)
+            job = self._prepare(seg)
+            if job is None:
+                continue
+            rate = job.output.sample_rate
+            if self.stats.rate and rate != self.stats.rate:
+                raise VeenaError("synthesis_failed", "the voice changed its sample rate", 500)
+            self.stats.rate = rate
+            begin = self.stats.samples
+            async with aclosing(self.pipeline.audio(job)) as audio:
+                async for data in audio:
+                    samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
+                    if self.stats.first_audio is None:
+                        self.stats.first_audio = time.perf_counter()
+                    self.stats.samples += len(samples)
+                    yield PCM(samples, rate)
+            if self.start.timestamps:
+                await self._send_event({
+                    "type": "timestamps", "context_id": self.id, "request_id": job.request_id,
+                    "text_start": seg.start, "text_end": seg.end,
+                    "audio_start": round(begin / rate, 4),
+                    "audio_end": round(self.stats.samples / rate, 4),
+                    "words": _words(seg, begin / rate, self.stats.samples / rate)})
+
+    def _prepare(self, seg: Segment):
+        s = self.start
+        rid = self._new_rid()
+        try:
+            job = self.pipeline.prepare(GenerateRequest(
+                text=seg.text, speaker=s.voice, format="pcm", stream=True, normalize=s.normalize,
+                chunking=False, language=s.language, temperature=s.temperature, top_k=s.top_k,
+                top_p=s.top_p, seed=s.seed, max_tokens=s.max_tokens), rid, self.principal)
+        except VeenaError as exc:
+            if exc.code == "empty_text":  # "..." or a lone tag: nothing to say, not an error
+                return None
+            raise
+        self.stats.request_ids.append(rid)
+        return job
+
+
+def _words(seg: Segment, start: float, end: float) -> list[dict[str, Any]]:
+    """Word timings spread over the segment's audio by character count: an estimate
+    (``estimated: true``); the segment's own start and end are measured."""
+    words, pos = [], 0
+    for piece in seg.text.split():
+        at = seg.text.index(piece, pos)
+        words.append((at, at + len(piece)))
+        pos = at + len(piece)
+    total = sum(b - a for a, b in words) or 1
+    out, t, span = [], start, end - start
+    for a, b in words:
+        d = span * (b - a) / total
+        out.append({"text_start": seg.start + a, "text_end": seg.start + b,
+                    "start": round(t, 4), "end": round(t + d, 4), "estimated": True})
+        t += d
+    return out

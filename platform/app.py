@@ -18,15 +18,16 @@ from litestar.response import Stream
 from veena.platform import lifecycle
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
-from veena.platform.errors import ConfigError, VeenaError
+from veena.platform.errors import ConfigError, VeenaError, invalid_choice
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
-from veena.platform.pipeline import Pipeline, new_request_id
+from veena.platform.pipeline import (Pipeline, decode_body, follow_instructions, new_request_id,
+                                     sse_events)
 from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
-from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, SpeechRequest,
-                                    VoiceInfo)
+from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, ModelInfo, ModelList,
+                                    SpeechRequest, VoiceInfo)
 
 log = logging.getLogger("veena.app")
 
@@ -43,7 +44,9 @@ def _request_id(request: Request) -> str:
     return rid
 
 
-async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
+async def _synthesize(request: Request, data: GenerateRequest, *,
+                      headers: dict[str, str] | None = None, sse: bool = False) -> Response[Any]:
+    """Runs one request; ``headers`` go on the response, ``sse`` streams OpenAI SSE events."""
     pipeline = _pipeline(request)
     rid = _request_id(request)
     request_id_var.set(rid)
@@ -56,9 +59,14 @@ async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
         client_host=request.client.host if request.client else None))
     event("tts.auth_validated", key_id=principal.key_id if principal else None, ms=ms(t))
     job = pipeline.prepare(data, rid, principal)
+    job.extra_headers.update(headers or {})
     request.scope["state"].update(voice=job.speaker.name, format=job.output.codec)
     codec = pipeline.runtime.codec(job.output.codec)
+    media_type = codec.media_type
     audio = pipeline.audio(job)
+    if sse:
+        job.stream, media_type = True, "text/event-stream"
+        audio = sse_events(audio, job)
     if not job.stream:
         async with aclosing(audio):
             body = b"".join([chunk async for chunk in audio])
@@ -76,7 +84,7 @@ async def _synthesize(request: Request, data: GenerateRequest) -> Response[Any]:
     except BaseException:
         await audio.aclose()
         raise
-    return Stream(_prepend(first, audio), media_type=codec.media_type, status_code=200,
+    return Stream(_prepend(first, audio), media_type=media_type, status_code=200,
                   headers=response_headers(job, pipeline.runtime, whole_body=False))
 
 
@@ -90,12 +98,40 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
 async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
-    return await _synthesize(request, data)
+    # Decoded again, strictly: Litestar's own decoding turns "44100" into 44100.
+    return await _synthesize(request, decode_body(await request.body(), GenerateRequest))
 
 
-@post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint")
+OPENAI_PARAMS = {"text": "input", "speaker": "voice", "format": "response_format"}
+"""Veena field names -> the OpenAI request's, for the ``param`` of an error."""
+
+
+@post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint",
+      description="As OpenAI documents it: mp3 by default, `pcm` at 24 kHz, OpenAI voice names "
+                  "through voice aliases, `speed`, `instructions` (what was applied is in "
+                  "`X-Instructions-Applied`) and `stream_format: sse`.")
 async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Response[Any]:
-    return await _synthesize(request, data.to_generate())
+    data = decode_body(await request.body(), SpeechRequest)
+    runtime = _pipeline(request).runtime
+    try:
+        if data.stream_format not in (None, "audio", "sse"):
+            raise invalid_choice("unsupported_stream_format", "stream_format",
+                                 data.stream_format, ["audio", "sse"])
+        synthesizer = runtime.synthesizers.get(runtime.config.stages.synthesizer)
+        req, applied = follow_instructions(data.instructions, data.to_generate(), synthesizer)
+        headers = {} if data.instructions is None else {"X-Instructions-Applied": applied}
+        return await _synthesize(request, req, headers=headers, sse=data.stream_format == "sse")
+    except VeenaError as exc:
+        exc.param = OPENAI_PARAMS.get(exc.param or "", exc.param)
+        raise
+
+
+@get("/v1/models", summary="Models, in OpenAI's list shape")
+async def models(request: Request) -> ModelList:
+    rt: Runtime = _pipeline(request).runtime
+    created = int(rt.state.setdefault("openai.created", time.time()))
+    names = [rt.config.server.model_version, *rt.synthesizers.names()]
+    return ModelList([ModelInfo(n, created, "veena") for n in dict.fromkeys(names)])
 
 
 @get("/v1/tts/health", summary="Readiness and what is loaded",
@@ -148,7 +184,9 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
     problems = exc.extra if isinstance(exc.extra, list) else []
     message = "; ".join(str(p.get("message", p)) if isinstance(p, dict) else str(p)
                         for p in problems) or str(exc.detail)
-    return _error_response(request, VeenaError("invalid_request", message, 400))
+    keys = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key")]
+    return _error_response(request, VeenaError("invalid_request", message, 400,
+                                               param=str(keys[0]) if keys else None))
 
 
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
@@ -204,8 +242,8 @@ def create_app(config: VeenaConfig | None = None, *,
     """
     runtime = build_runtime(config or load_config(), extra=plugins)
     pipeline = Pipeline(runtime)
-    handlers = plugin_routes(runtime, core=[generate, openai_speech, health, voices, formats,
-                                             metrics])
+    handlers = plugin_routes(runtime, core=[generate, openai_speech, models, health, voices,
+                                             formats, metrics])
     routes = frozenset(path for h in handlers for path, _ in route_keys(h))
 
     async def startup(app: Litestar) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -15,13 +17,14 @@ from veena.codecs.base import default_rate
 from veena.codecs.formats import parse_format
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
-from veena.platform.errors import VeenaError, invalid_choice
+from veena.platform.emotions import canonical
+from veena.platform.errors import VeenaError, echo, invalid_choice
 from veena.platform.faults import begin_draining, gpu_fault
 from veena.platform.ids import new_id
 from veena.platform.logs import event, ms
 from veena.platform.job import Job, OutputFormat, Principal, SamplingOptions
 from veena.platform.runtime import RequestInfo, RequestRecord, Runtime
-from veena.platform.schemas import GenerateRequest
+from veena.platform.schemas import MAX_SPEED, MIN_SPEED, GenerateRequest
 
 log = logging.getLogger("veena.pipeline")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -30,9 +33,11 @@ S = TypeVar("S", bound=msgspec.Struct)
 def decode_body(body: bytes, struct: type[S]) -> S:
     """Decodes a JSON body; a 400 ``invalid_request`` names the offending field."""
     try:
-        return msgspec.json.decode(body, type=struct)
+        return msgspec.json.decode(body, type=struct, strict=True)
     except msgspec.ValidationError as exc:
-        raise VeenaError("invalid_request", str(exc).replace("`$.", "`"), 400) from exc
+        where = re.search(r"at `\$\.([A-Za-z_]+)", str(exc))
+        raise VeenaError("invalid_request", str(exc).replace("`$.", "`"), 400,
+                         param=where.group(1) if where else None) from exc
     except msgspec.DecodeError as exc:
         raise VeenaError("invalid_json", f"request body is not valid JSON: {exc}", 400) from exc
 
@@ -68,13 +73,17 @@ class Pipeline:
         cfg, rt = self.runtime.config, self.runtime
         text = req.text
         if not text.strip():
-            raise VeenaError("empty_text", "text must contain at least one non-space character")
+            raise VeenaError("empty_text", "text must contain at least one non-space character",
+                             param="text")
         if len(text) > cfg.server.max_text_chars:
             raise VeenaError("text_too_long", f"text has {len(text)} characters; the limit is "
-                             f"{cfg.server.max_text_chars}", 400, max_chars=cfg.server.max_text_chars)
+                             f"{cfg.server.max_text_chars}", 400, param="text",
+                             max_chars=cfg.server.max_text_chars)
         speaker = rt.speakers.resolve(req.speaker or cfg.defaults.speaker)
         synthesizer = rt.synthesizers.get(cfg.stages.synthesizer)
         output = self._output(req, synthesizer.sample_rate)
+        self._check_language(req.language)
+        speed = self._speed(req.speed, synthesizer)
         job = Job(
             request_id=request_id, text=text, speaker=speaker, synthesizer=synthesizer.name,
             output=output,
@@ -83,6 +92,8 @@ class Pipeline:
             chunking=cfg.defaults.chunking if req.chunking is None else req.chunking,
             language=req.language,
             sampling=_sampling(req), principal=principal)
+        if speed != 1.0:
+            job.state["speed"] = speed
         t = time.perf_counter()
         with rt.telemetry.span("normalize", chars=len(text)):
             job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
@@ -119,23 +130,59 @@ class Pipeline:
                 max_audio_seconds=round(max_audio, 1),
                 max_chars=int(max_audio * srv.speech_chars_per_second))
 
+    def _speed(self, speed: float | None, synthesizer: Any) -> float:
+        """The speaking-rate factor; 400 ``invalid_speed`` outside ``MIN_SPEED``-``MAX_SPEED``,
+        400 ``speed_unsupported`` when the serving synthesizer has no rate control (its
+        ``supports_speed`` attribute) and the request asks for other than 1.0."""
+        if speed is None or speed == 1.0:
+            return 1.0
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise VeenaError("invalid_speed", f"speed must be {MIN_SPEED}-{MAX_SPEED}, not "
+                             f"{speed}", 400, param="speed", valid={"min": MIN_SPEED,
+                                                                     "max": MAX_SPEED})
+        if not getattr(synthesizer, "supports_speed", False):
+            able = [s.name for s in self.runtime.synthesizers
+                    if getattr(s, "supports_speed", False)]
+            raise VeenaError("speed_unsupported", f"the {synthesizer.name} voices have no "
+                             f"speaking-rate control; speed works with: {', '.join(able) or 'none'}",
+                             400, param="speed", supported_by=able)
+        return speed
+
+    def _check_language(self, language: str | None) -> None:
+        """400 ``unsupported_language`` for a code no catalog voice declares (compared by
+        primary subtag: ``en-IN`` passes where a voice has ``en``)."""
+        if language is None:
+            return
+        known = {code.lower().split("-")[0] for s in self.runtime.speakers for code in s.languages}
+        wanted = language.strip().lower().replace("_", "-").split("-")[0]
+        if wanted not in known:
+            raise VeenaError("unsupported_language", f"unknown language {echo(language)}", 400,
+                             param="language", valid=sorted(known))
+
     def _output(self, req: GenerateRequest, native_rate: int) -> OutputFormat:
         rt = self.runtime
         name, rate_in_name, bitrate = parse_format(req.format or rt.config.defaults.format)
         codec = rt.codec(name)
         if codec is None:
             raise invalid_choice("unsupported_format", "format", req.format, rt.codecs.names())
-        rate = req.sample_rate or rate_in_name or rt.config.defaults.sample_rate \
-            or default_rate(codec, native_rate)
+        rate = next((r for r in (req.sample_rate, rate_in_name, rt.config.defaults.sample_rate)
+                     if r is not None), None)
+        if rate is None:
+            rate = default_rate(codec, native_rate)
         if rate not in codec.sample_rates:
             raise VeenaError("unsupported_sample_rate",
-                             f"{codec.name} cannot be sent at {rate} Hz", 400,
-                             valid=list(codec.sample_rates))
+                             f"{codec.name} cannot be sent at {echo(rate)} Hz", 400,
+                             param="sample_rate", valid=list(codec.sample_rates))
         bitrate = req.bitrate or bitrate
+        if bitrate is not None and not _takes_bitrate(codec):
+            able = sorted(c.name for c in rt.codecs if _takes_bitrate(c))
+            raise VeenaError("unsupported_bitrate", f"{codec.name} takes no bitrate; formats "
+                             f"that take one: {', '.join(able)}", 400, param="bitrate",
+                             valid_formats=able)
         try:
             codec.check_bitrate(rate, bitrate)
         except ValueError as exc:
-            raise VeenaError("unsupported_bitrate", str(exc), 400) from exc
+            raise VeenaError("unsupported_bitrate", str(exc), 400, param="bitrate") from exc
         return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
 
     async def audio(self, job: Job, *, record: bool = True) -> AsyncIterator[bytes]:
@@ -269,6 +316,11 @@ async def _measure(stream: AsyncIterator[PCM], job: Job,
                 return
 
 
+def _takes_bitrate(codec: Any) -> bool:
+    """Whether a codec has a bitrate setting (its container format declares a range)."""
+    return getattr(getattr(codec, "container", None), "bitrate_range", None) is not None
+
+
 def _sampling(req: GenerateRequest) -> SamplingOptions:
     s = SamplingOptions()
     for name in ("temperature", "top_k", "top_p", "seed", "max_tokens"):
@@ -290,3 +342,61 @@ def to_record(job: Job, error_code: str | None = None) -> RequestRecord:
         audio_seconds=round(job.audio_seconds, 4), bytes_sent=job.bytes_sent,
         ttfb_ms=t.ms_since_received(t.first_byte), total_ms=t.ms_since_received(t.finished) or 0.0,
         outcome=job.outcome, error_code=error_code, created_at=time.time())
+
+
+INSTRUCTION_SPEEDS: tuple[tuple[str, float], ...] = (
+    ("very slowly", 0.7), ("very slow", 0.7), ("slowly", 0.85), ("slow", 0.85),
+    ("very quickly", 1.4), ("very fast", 1.4), ("quickly", 1.2), ("fast", 1.2),
+    ("rapidly", 1.3))
+"""Phrases in OpenAI ``instructions`` that name a speaking rate, most specific first."""
+_FACTOR = re.compile(r"(?<![\w.])(\d(?:\.\d+)?)\s*(?:x|times)(?!\w)")
+
+
+def follow_instructions(instructions: str | None, req: GenerateRequest,
+                        synthesizer: Any) -> tuple[GenerateRequest, str]:
+    """Applies what OpenAI-style ``instructions`` ask that the voice can do, never failing:
+    a speaking rate ("slowly", "fast", "1.5x") when the request sets no ``speed`` and the
+    synthesizer has rate control, and a style the synthesizer declares in its ``emotions``
+    (canonical names, ``veena.platform.emotions``) as a leading tag. Returns the request and
+    what was applied (``speed=0.85``, ``emotion=sad``, or ``none``) for a response header."""
+    if not instructions:
+        return req, "none"
+    text = " ".join(instructions.lower().split())
+    applied: list[str] = []
+    if req.speed is None and getattr(synthesizer, "supports_speed", False):
+        found = _FACTOR.search(text)
+        speed = float(found.group(1)) if found else next(
+            (f for phrase, f in INSTRUCTION_SPEEDS if re.search(rf"\b{phrase}\b", text)), None)
+        if speed is not None and MIN_SPEED <= speed <= MAX_SPEED and speed != 1.0:
+            req = msgspec.structs.replace(req, speed=speed)
+            applied.append(f"speed={speed:g}")
+    voiced = getattr(synthesizer, "emotions", ())
+    if voiced:
+        style = next((c for word in re.findall(r"[a-z]+", text)
+                      if (c := canonical(word)) in voiced), None)
+        if style is not None:
+            req = msgspec.structs.replace(req, text=f"<{style}> {req.text}")
+            applied.append(f"emotion={style}")
+    return req, ",".join(applied) or "none"
+
+
+def usage(job: Job) -> dict[str, int]:
+    """OpenAI's ``usage`` shape for a finished job: ``input_tokens`` are the characters
+    synthesized (this server's billing unit), ``output_tokens`` the audio in 20 ms frames."""
+    inputs, outputs = job.chars_delivered, round(job.audio_seconds * 50)
+    return {"input_tokens": inputs, "output_tokens": outputs, "total_tokens": inputs + outputs}
+
+
+async def sse_events(audio: AsyncIterator[bytes], job: Job) -> AsyncIterator[bytes]:
+    """OpenAI's speech SSE: a ``speech.audio.delta`` event (base64 audio) per encoded chunk as it
+    is made, then ``speech.audio.done`` with ``usage``."""
+    async with aclosing(audio):
+        async for chunk in audio:
+            if chunk:
+                yield _event({"type": "speech.audio.delta",
+                              "audio": base64.b64encode(chunk).decode("ascii")})
+    yield _event({"type": "speech.audio.done", "usage": usage(job)})
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + msgspec.json.encode(data) + b"\n\n"

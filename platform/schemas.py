@@ -11,6 +11,8 @@ TopK = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 Bitrate = Annotated[int, msgspec.Meta(ge=6_000, le=512_000)]
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+"""The speaking-rate factors a request may ask for (OpenAI's range); outside: 400 ``invalid_speed``."""
 
 
 class GenerateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -31,21 +33,43 @@ class GenerateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     top_p: TopP | None = None
     seed: int | None = None
     max_tokens: MaxTokens | None = None
+    speed: float | None = None
+    """Speaking-rate factor, ``MIN_SPEED``-``MAX_SPEED`` (1.0 = the voice's own rate)."""
+
+
+class VoiceRef(msgspec.Struct):
+    """OpenAI's ``{"id": ...}`` form of ``voice``."""
+
+    id: str
+
+
+OPENAI_FORMAT = "mp3"
+"""``response_format`` when a speech request names none, as OpenAI documents."""
+OPENAI_PCM_RATE = 24_000
+"""OpenAI's ``pcm`` is 24 kHz signed 16-bit little-endian mono."""
 
 
 class SpeechRequest(msgspec.Struct, kw_only=True):
-    """OpenAI-compatible ``POST /v1/audio/speech`` (``model`` and ``speed`` are accepted, unused)."""
+    """OpenAI-compatible ``POST /v1/audio/speech``. ``model`` is accepted and not used (the
+    server's configured synthesizer speaks); unknown fields are ignored, as SDKs add some."""
 
     input: str
-    voice: str | None = None
+    voice: str | VoiceRef | None = None
     response_format: str | None = None
     model: str | None = None
     speed: float | None = None
+    instructions: str | None = None
+    stream_format: str | None = None
+    """``audio`` (default: the raw audio bytes) or ``sse`` (``speech.audio.delta`` events)."""
     stream: bool | None = None
 
     def to_generate(self) -> GenerateRequest:
-        return GenerateRequest(text=self.input, speaker=self.voice, format=self.response_format,
-                               stream=self.stream)
+        """The equivalent generate request: mp3 by default, ``pcm`` at 24 kHz."""
+        fmt = self.response_format or OPENAI_FORMAT
+        voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+        rate = OPENAI_PCM_RATE if fmt.strip().lower() == "pcm" else None
+        return GenerateRequest(text=self.input, speaker=voice, format=fmt, sample_rate=rate,
+                               stream=self.stream, speed=self.speed)
 
 
 class VoiceInfo(msgspec.Struct):
@@ -65,6 +89,20 @@ class FormatInfo(msgspec.Struct):
     """Sent when a request names no rate; None: the voice's own rate, at least
     ``default_rate_floor``, else the next rate up."""
     default_rate_floor: int = 0
+
+
+class ModelInfo(msgspec.Struct):
+    """One entry of ``GET /v1/models`` in OpenAI's shape."""
+
+    id: str
+    created: int
+    owned_by: str
+    object: str = "model"
+
+
+class ModelList(msgspec.Struct):
+    data: list[ModelInfo]
+    object: str = "list"
 
 
 class Health(msgspec.Struct):

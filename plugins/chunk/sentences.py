@@ -7,7 +7,8 @@
 2. A sentence that is only emotion tags joins the next sentence (or the last one at the end),
    so a tag stays with the words it colours.
 3. A sentence longer than ``max_chars`` is cut at the last clause mark (, ; : – —) that fits,
-   else at the last space that is not right after a tag, else (one huge token) at ``max_chars``.
+   else at the last space that is not right after a tag, else (one huge token) at the last
+   grapheme cluster boundary before ``max_chars`` (``graphemes.py``: never inside क्ष or త్ర).
    Nothing without a space inside (numbers, URLs, tags) is ever cut unless it alone is too long.
 4. A piece shorter than ``min_chars`` merges with its neighbour while the result fits.
 Text of at most ``short_chars`` characters stays one chunk.
@@ -16,7 +17,8 @@ Text of at most ``short_chars`` characters stays one chunk.
 from __future__ import annotations
 
 import re
-import unicodedata
+
+from veena.plugins.chunk.graphemes import grapheme_cut
 
 from veena.plugins.normalize.abbreviations import NO_BREAK
 
@@ -92,10 +94,7 @@ def _cut_point(s: str, max_chars: int) -> int:
         if not _TAG.fullmatch(window, before, cut) and not any(a < cut < b for a, b in tags):
             return cut
         cut = window.rfind(" ", 0, cut)
-    cut = max_chars
-    while cut > 1 and unicodedata.category(s[cut])[0] == "M":
-        cut -= 1  # never separate a vowel sign or virama from its letter
-    return cut
+    return grapheme_cut(s, max_chars)
 
 
 def split_long(sentence: str, max_chars: int) -> list[str]:

@@ -30,6 +30,10 @@ class EspeakSynthesizer:
 
     name = "espeak"
     sample_rate = SAMPLE_RATE
+    supports_speed = True
+    """A request's ``speed`` scales eSpeak NG's rate (``espeakRATE``, words per minute),
+    clamped to the engine's ``MIN_RATE``-``MAX_RATE`` (80-450): at the default 175 words/min,
+    factors below about 0.46 or above about 2.57 give those limits."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -126,6 +130,7 @@ class EspeakSynthesizer:
         request's queued work and aborts its synthesis at the next audio callback."""
         engine = await self._started()
         rate, pitch = _parameters(job.speaker.settings(self.name), self.config)
+        rate = scaled_rate(rate, job.state.get("speed", 1.0))
         items = await self.plan(engine, job)
         if not items:
             return
@@ -159,6 +164,11 @@ class EspeakSynthesizer:
                 yield PCM(block, engine.sample_rate)
         finally:
             engine.cancel(handle)
+
+
+def scaled_rate(rate: int, speed: float) -> int:
+    """``rate`` (words per minute) times ``speed``, clamped to eSpeak NG's supported range."""
+    return max(MIN_RATE, min(MAX_RATE, round(rate * speed)))
 
 
 def _parameters(settings: dict[str, Any], config: Config) -> tuple[int, int]:

@@ -233,3 +233,24 @@ def test_core_unicode_normalizer_keeps_words_and_line_breaks():
     job = SimpleNamespace(language=None)
     out = UnicodeNormalizer().normalize("వెబ్\u200cసైట్  one\x00two\r\n\n\nthree\t four", job)
     assert out == "వెబ్సైట్ one two\nthree four"
+
+
+_CONSONANTS = st.sampled_from(list("कषतरमनसह") + list("కషతరమనసహ"))
+_SYLLABLE = st.tuples(_CONSONANTS, st.lists(_CONSONANTS, max_size=2),
+                      st.sampled_from(["", "ा", "ि", "ं", "్", "ు", "ం", "\u200d"])).map(
+    lambda t: t[0] + "".join("\u094d" + c if c < "\u0c00" else "\u0c4d" + c for c in t[1])
+    + t[2])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_SYLLABLE, min_size=1, max_size=40).map("".join), st.integers(20, 40))
+def test_forced_splits_fall_on_grapheme_cluster_boundaries(token, max_chars):
+    """Checked against the ``regex`` package's ``\\X`` (UAX #29) where it is installed."""
+    regex = pytest.importorskip("regex")
+    boundaries = {m.end() for m in regex.finditer(r"\X", token)}
+    chunks = chunk(token, max_chars, 0, 0)
+    assert "".join(chunks) == token
+    pos = 0
+    for c in chunks[:-1]:
+        pos += len(c)
+        assert pos in boundaries, (token, chunks)

@@ -1,0 +1,156 @@
+"""The official ``openai`` SDK against a real server on loopback: ``POST /v1/audio/speech`` and
+``GET /v1/models`` behave as OpenAI documents them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.decode import decode
+
+TEXT = "The quick brown fox jumps over the lazy dog. It was a bright cold day in April."
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage",
+                 "shimmer", "verse", "marin", "cedar")
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+
+
+def _seconds(body: bytes, fmt: str, rate: int | None = None) -> float:
+    samples, sr = decode(body, fmt, rate)
+    return len(samples) / sr
+
+
+def test_default_format_is_mp3(client) -> None:
+    resp = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT)
+    assert resp.response.headers["content-type"] == "audio/mpeg"
+    assert _seconds(resp.content, "mp3") > 1.0
+
+
+def test_pcm_is_24khz_s16le(client) -> None:
+    resp = client.audio.speech.create(model="tts-1", voice="nova", input=TEXT,
+                                      response_format="pcm")
+    assert resp.response.headers["x-sample-rate"] == "24000"
+    wav = client.audio.speech.create(model="tts-1", voice="nova", input=TEXT,
+                                     response_format="wav")
+    samples, rate = decode(wav.content, "wav")
+    # The same audio, resampled: 24 kHz pcm lasts as long as the wav at the voice's own rate.
+    assert len(resp.content) % 2 == 0
+    assert len(resp.content) / 2 / 24000 == pytest.approx(len(samples) / rate, rel=0.02)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
+def test_every_response_format_decodes(client, fmt: str) -> None:
+    resp = client.audio.speech.create(model="gpt-4o-mini-tts", voice="coral", input=TEXT,
+                                      response_format=fmt)
+    rate = int(resp.response.headers["x-sample-rate"])
+    assert _seconds(resp.content, fmt, rate) > 1.0
+
+
+def test_every_openai_voice_resolves(client) -> None:
+    seen = set()
+    for voice in OPENAI_VOICES:
+        resp = client.audio.speech.create(model="tts-1", voice=voice, input="Hello.",
+                                          response_format="wav")
+        seen.add(resp.response.headers["x-voice"])
+    assert len(seen) > 1  # mapped onto several catalog voices, not one catch-all
+
+
+def test_streaming_response(client, tmp_path: Path) -> None:
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="onyx", input=TEXT, response_format="mp3") as resp:
+        parts = list(resp.iter_bytes())
+    assert _seconds(b"".join(parts), "mp3") > 1.0
+    target = tmp_path / "speech.mp3"
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="onyx", input=TEXT) as resp:
+        resp.stream_to_file(target)
+    assert _seconds(target.read_bytes(), "mp3") > 1.0
+
+
+def test_async_client(server) -> None:
+    async def run() -> list[bytes]:
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x") as aclient:
+            results = await asyncio.gather(*[aclient.audio.speech.create(
+                model="tts-1", voice="sage", input=TEXT, response_format="flac")
+                for _ in range(3)])
+            return [r.content for r in results]
+    for body in asyncio.run(run()):
+        assert _seconds(body, "flac") > 1.0
+
+
+def test_speed_changes_duration(client) -> None:
+    def duration(speed: float) -> float:
+        return _seconds(client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                                   response_format="wav", speed=speed).content,
+                        "wav")
+    normal, fast, slow = duration(1.0), duration(2.0), duration(0.5)
+    assert fast / normal == pytest.approx(0.5, abs=0.12)
+    assert slow / normal == pytest.approx(2.0, abs=0.4)
+
+
+def test_sse_events(server) -> None:
+    body = {"model": "gpt-4o-mini-tts", "voice": "alloy", "input": TEXT,
+            "response_format": "pcm", "stream_format": "sse"}
+    with httpx.stream("POST", server.url + "/v1/audio/speech", json=body, timeout=30) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[len("data: "):]) for line in resp.iter_lines()
+                  if line.startswith("data: ")]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) > 1 and events[-1]["type"] == "speech.audio.done"
+    assert [e["type"] for e in events].count("speech.audio.done") == 1
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert _seconds(audio, "pcm", 24000) > 1.0
+    use = events[-1]["usage"]
+    assert use["input_tokens"] > 0 and use["output_tokens"] > 0
+    assert use["total_tokens"] == use["input_tokens"] + use["output_tokens"]
+
+
+def test_sse_through_sdk(client) -> None:
+    with client.audio.speech.with_streaming_response.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there.", stream_format="sse",
+            response_format="mp3") as resp:
+        text = b"".join(resp.iter_bytes()).decode()
+    assert text.startswith("data: ") and '"speech.audio.done"' in text
+
+
+def test_instructions_never_fail_and_are_reported(client) -> None:
+    plain = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                       response_format="wav")
+    slow = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                      response_format="wav", instructions="Speak slowly.")
+    assert slow.response.headers["x-instructions-applied"] == "speed=0.85"
+    assert _seconds(slow.content, "wav") > _seconds(plain.content, "wav") * 1.1
+    odd = client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.",
+                                     instructions="Sound like a pirate \u2620 " * 50)
+    assert odd.response.headers["x-instructions-applied"] == "none"
+
+
+def test_errors_are_openai_errors(client) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, speed=10)
+    assert caught.value.code == "invalid_speed" and caught.value.param == "speed"
+    assert caught.value.type == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.speech.create(model="tts-1", voice="nobody", input=TEXT)
+    assert caught.value.code == "unknown_speaker" and caught.value.param == "voice"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                   response_format="wma")  # type: ignore[arg-type]
+    assert caught.value.param == "response_format"
+
+
+def test_models_list(client, server) -> None:
+    models = client.models.list()
+    ids = [m.id for m in models.data]
+    assert server.health()["model_version"] in ids and "espeak" in ids
+    assert all(m.object == "model" and m.owned_by == "veena" for m in models.data)

@@ -35,12 +35,19 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     estimate whether a text fits the deadline."""
     speech_chars_per_second: float = 15.0
     """Characters of normalized text spoken a second, used to estimate a text's audio length."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body (413 ``body_too_large`` above it); 1 MiB holds 50,000 characters
+    of UTF-8 text even with every one JSON-escaped."""
+    max_header_bytes: int = 32_768
+    """Largest total size of a request's headers (431 ``headers_too_large`` above it)."""
 
     def __post_init__(self) -> None:
         if self.request_deadline_s is not None and self.request_deadline_s <= 0:
             raise ValueError("request_deadline_s must be positive (or left out for no limit)")
         if self.deadline_rtf <= 0 or self.speech_chars_per_second <= 0:
             raise ValueError("deadline_rtf and speech_chars_per_second must be positive")
+        if self.max_body_bytes < 1024 or self.max_header_bytes < 1024:
+            raise ValueError("max_body_bytes and max_header_bytes must be at least 1024")
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True):

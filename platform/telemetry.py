@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from veena.platform.config import TelemetryConfig
 
 log = logging.getLogger("veena.telemetry")
+CLIENT_CLOSED = 499
+"""Status counted for a request whose client closed before an answer (nginx's convention)."""
 
 
 class Telemetry:
@@ -120,7 +122,8 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
 
 class TelemetryMiddleware:
     """ASGI middleware: one server span per HTTP request, open until the body is fully sent
-    (or the client goes away), and the request counter by route, status, voice and format."""
+    (or the client goes away), and the request counter by route, status, voice and format.
+    A request whose client closed before any answer counts as status 499, not 500."""
 
     def __init__(self, app: Any, telemetry: Telemetry, routes: frozenset[str]) -> None:
         self.app = app
@@ -132,10 +135,12 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         status = {"code": 500}
+        started = False
 
         async def send_and_watch(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], started = message["status"], True
             await send(message)
 
         route = scope.get("path", "")
@@ -149,6 +154,8 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_and_watch)
         finally:
             state = scope.get("state", {})
+            if state.get("client_closed") and not started:
+                status["code"] = CLIENT_CLOSED  # not a server error: nobody to answer
             span.set_attribute("http.response.status_code", status["code"])
             if state.get("request_id"):
                 span.set_attribute("veena.request_id", state["request_id"])

@@ -24,14 +24,14 @@ ORACLE_VERSION = "0.2.1"
 
 def upstream_bicodec_class():
     """``spark_tts_lib.models.bicodec.BiCodec`` and its component classes, or skip."""
-    spec = importlib.util.find_spec("spark_tts_lib")
-    if spec is None or not spec.submodule_search_locations:
-        message = (f"spark-tts-lib (test oracle) is not installed: "
-                   f"pip install --no-deps spark-tts-lib=={ORACLE_VERSION} einx omegaconf")
-        if os.environ.get("VEENA_REQUIRE_ORACLE"):
-            pytest.fail(message)
-        pytest.skip(message)
-    if "spark_tts_lib" not in sys.modules:
+    if "spark_tts_lib" not in sys.modules:  # set up once; the bare package has no spec
+        spec = importlib.util.find_spec("spark_tts_lib")
+        if spec is None or not spec.submodule_search_locations:
+            message = (f"spark-tts-lib (test oracle) is not installed: "
+                       f"pip install --no-deps spark-tts-lib=={ORACLE_VERSION} einx omegaconf")
+            if os.environ.get("VEENA_REQUIRE_ORACLE"):
+                pytest.fail(message)
+            pytest.skip(message)
         pkg = types.ModuleType("spark_tts_lib")
         pkg.__path__ = list(spec.submodule_search_locations)
         sys.modules["spark_tts_lib"] = pkg
@@ -98,3 +98,32 @@ def released_key_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         key = key.replace(".parametrizations.weight.original1", ".weight_v")
         out[key] = tensor.detach().contiguous()
     return out
+
+
+def upstream_speaker_encoder_class():
+    """``spark_tts_lib.modules.speaker.speaker_encoder.SpeakerEncoder``, or skip/fail as above."""
+    upstream_bicodec_class()
+    from spark_tts_lib.modules.speaker.speaker_encoder import SpeakerEncoder
+
+    return SpeakerEncoder
+
+
+def upstream_reference_prep():
+    """Upstream's ``audio_volume_normalize`` and ``BiCodecTokenizer.get_ref_clip`` (pure numpy).
+
+    Their modules import soundfile, soxr and torchaudio at the top (file reading, resampling,
+    filters) which the oracle install leaves out; empty stand-ins are put in ``sys.modules``
+    for the import only when the real ones are absent. Nothing here calls them.
+    """
+    upstream_bicodec_class()
+    stubs = [n for n in ("soundfile", "soxr", "torchaudio") if importlib.util.find_spec(n) is None]
+    for name in stubs:
+        sys.modules[name] = types.ModuleType(name)
+    try:
+        from spark_tts_lib.utils.audio import audio_volume_normalize
+    finally:
+        for name in stubs:
+            sys.modules.pop(name, None)
+    # After the stand-ins are gone: transformers (imported here) probes for torchaudio itself.
+    from spark_tts_lib.models.audio_tokenizer import BiCodecTokenizer
+    return audio_volume_normalize, BiCodecTokenizer.get_ref_clip

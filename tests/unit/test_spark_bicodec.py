@@ -11,9 +11,13 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
-from tests.support.spark_oracle import released_key_names, upstream_bicodec_class
+from tests.support.spark_oracle import (released_key_names, upstream_bicodec_class,
+                                        upstream_reference_prep, upstream_speaker_encoder_class)
 from veena.plugins.spark.bicodec import (BiCodecConfig, BiCodecConfigError, BiCodecDecoder,
                                          MissingWeightsError, fold_weight_norm)
+from veena.plugins.spark.bicodec.speaker import (BiCodecSpeakerEncoder, SpeakerEncoderConfig,
+                                                 random_speaker_state, reference_clip,
+                                                 volume_normalize)
 from veena.plugins.spark.checkpoint import bicodec_config, random_bicodec_state
 
 
@@ -130,3 +134,100 @@ def test_receptive_field_bound():
     assert len(changed)
     assert changed.min().item() >= (60 - bound) * 320
     assert changed.max().item() < (61 + bound) * 320
+
+
+def _voice_like(seconds: float, f0: float, seed: int, rate: int = 16000):
+    """A harmonic tone with vibrato, a syllable-rate envelope and breath noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t))) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.7 * t) ** 2
+    return (0.15 * wave * envelope + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def test_same_global_tokens_as_upstream_on_the_released_config(tmp_path):
+    """Upstream's SpeakerEncoder (released config) loads the speaker_encoder.* tensors of a
+    released-format file with strict=True; ours loads the same file. For clips prepared by
+    upstream's own volume normalisation and reference-clip code, upstream's tokenize and ours
+    give the same 32 tokens. torchaudio (upstream's mel) has no build for the installed torch,
+    so both sides get the mel from our MelSpectrogram; test_spark_cloning checks it separately."""
+    import numpy as np
+
+    upstream_cls = upstream_speaker_encoder_class()
+    up_normalize, up_ref_clip = upstream_reference_prep()
+    config = bicodec_config("full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        upstream = upstream_cls(**config["audio_tokenizer"]["speaker_encoder"]).eval()
+    ours_state = random_speaker_state(config, seed=4)
+    up_state = {f"speaker_encoder.{k}": v for k, v in upstream.state_dict().items()}
+    ours_keys = {k for k in ours_state if k.startswith("speaker_encoder.")}
+    assert ours_keys <= set(up_state), sorted(ours_keys - set(up_state))[:5]
+    file_state = {**released_key_names(up_state), **ours_state,
+                  **random_bicodec_state(config, seed=1)}
+    folder = tmp_path / "BiCodec"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    save_file(file_state, str(folder / "model.safetensors"))
+    loaded = load_file(str(folder / "model.safetensors"))
+    upstream.load_state_dict({k[len("speaker_encoder."):]: v for k, v in loaded.items()
+                              if k.startswith("speaker_encoder.")}, strict=True)
+    ours = BiCodecSpeakerEncoder.from_pretrained(folder)
+    assert ours.config.ref_samples == 96000
+
+    ref_config = {"sample_rate": 16000, "ref_segment_duration": config["ref_segment_duration"],
+                  "latent_hop_length": config["latent_hop_length"]}
+    clips = [_voice_like(8.0, 110, 0), _voice_like(3.0, 210, 1), 0.02 * _voice_like(7.0, 160, 2)]
+    refs = []
+    for clip in clips:
+        expected = up_ref_clip(types_ns(config=ref_config), up_normalize(clip.astype(np.float64)))
+        got = reference_clip(volume_normalize(clip.astype(np.float64)), ours.config.ref_samples)
+        assert got.shape == expected.shape == (96000,)
+        assert np.array_equal(got, expected)
+        refs.append(torch.from_numpy(got).float())
+    wav = torch.stack(refs)
+    with torch.inference_mode():
+        mel = ours.mel_spectrogram(wav)
+        expected = upstream.tokenize(mel.transpose(1, 2)).squeeze(1)
+        got = ours(wav)
+        one_by_one = torch.cat([ours(w.unsqueeze(0)) for w in wav])
+        up_latent = upstream.perceiver_sampler(
+            upstream.speaker_encoder(mel.transpose(1, 2), True)[1].transpose(1, 2))
+        our_latent = ours.speaker_encoder.perceiver_sampler(
+            ours.speaker_encoder.speaker_encoder(mel).transpose(1, 2))
+    assert mel.shape == (3, 128, 301)
+    assert expected.shape == got.shape == (3, 32)
+    assert torch.equal(got, expected)
+    assert torch.equal(one_by_one, expected)
+    assert (our_latent - up_latent).abs().max().item() < 1e-4
+    assert all(len(set(row.tolist())) > 8 for row in got)  # not one repeated code
+    assert not torch.equal(got[0], got[1])
+
+
+def types_ns(**kwargs):
+    import types
+
+    return types.SimpleNamespace(**kwargs)
+
+
+def test_speaker_encoder_errors_name_keys_and_reject_a_foreign_mel_front_end():
+    config = bicodec_config("tiny")
+    state = random_speaker_state(config, seed=0)
+    cfg = SpeakerEncoderConfig.from_dict(config)
+    broken = {k: v for k, v in state.items() if "layer3" not in k}
+    broken["speaker_encoder.quantizer.project_in.bias"] = torch.zeros(5)
+    with pytest.raises(MissingWeightsError) as err:
+        BiCodecSpeakerEncoder(cfg).load_released_state(broken)
+    assert "speaker_encoder.speaker_encoder.layer3.se_res2block.0.conv.weight" in str(err.value)
+    assert "project_in.bias (5,)" in str(err.value)
+    htk = dict(state)
+    htk["mel_transformer.mel_scale.fb"] = state["mel_transformer.mel_scale.fb"] * 1.01
+    with pytest.raises(MissingWeightsError, match="mel filterbank"):
+        BiCodecSpeakerEncoder(cfg).load_released_state(htk)
+    bad = bicodec_config("tiny")
+    bad["audio_tokenizer"]["speaker_encoder"]["input_dim"] = 80
+    with pytest.raises(BiCodecConfigError, match="input_dim"):
+        SpeakerEncoderConfig.from_dict(bad)

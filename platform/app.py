@@ -19,6 +19,7 @@ from veena.platform import lifecycle
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import ConfigError, VeenaError, invalid_choice
+from veena.platform.limits import RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import (Pipeline, decode_body, follow_instructions, new_request_id,
@@ -96,6 +97,9 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             yield chunk
 
 
+SYNTHESIS_PATHS = frozenset({"/v1/tts/generate", "/v1/audio/speech"})
+
+
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
 async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
     # Decoded again, strictly: Litestar's own decoding turns "44100" into 44100.
@@ -166,7 +170,7 @@ async def formats(request: Request) -> list[FormatInfo]:
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response[bytes]:
     body = _pipeline(request).runtime.telemetry.prometheus()
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, media_type="text/plain; version=0.0.4")  # Litestar adds the charset
 
 
 def _error_response(request: Request, error: VeenaError) -> Response[Any]:
@@ -257,7 +261,8 @@ def create_app(config: VeenaConfig | None = None, *,
 
     app = Litestar(
         route_handlers=handlers,
-        middleware=[lambda app: TelemetryMiddleware(app, runtime.telemetry, routes)],
+        middleware=[lambda app: TelemetryMiddleware(app, runtime.telemetry, routes),
+                    lambda app: RequestGuard(app, runtime, SYNTHESIS_PATHS)],
         on_startup=[startup], on_shutdown=[shutdown],
         exception_handlers={VeenaError: _on_veena_error, ValidationException: _on_validation,
                             HTTPException: _on_http, Exception: _on_crash},

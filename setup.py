@@ -32,6 +32,7 @@ packages, package_dir = _packages()
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"veena.speakers": ["voices/*.toml"], "veena.platform": ["migrations/*.sql"]},
+    package_data={"veena.speakers": ["voices/*.toml"], "veena.platform": ["migrations/*.sql"],
+                  "veena.plugins.page": ["static/*"]},
     include_package_data=False,
 )

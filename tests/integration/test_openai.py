@@ -154,3 +154,26 @@ def test_models_list(client, server) -> None:
     ids = [m.id for m in models.data]
     assert server.health()["model_version"] in ids and "espeak" in ids
     assert all(m.object == "model" and m.owned_by == "veena" for m in models.data)
+
+
+@pytest.mark.parametrize("body,code,param", [
+    ({"sample_rate": "44100"}, "invalid_request", "sample_rate"),
+    ({"sample_rate": 0}, "unsupported_sample_rate", "sample_rate"),
+    ({"format": "wav", "bitrate": 128000}, "unsupported_bitrate", "bitrate"),
+    ({"language": "xx"}, "unsupported_language", "language"),
+    ({"speaker": "q" * 100_000}, "unknown_speaker", "speaker"),
+    ({"speed": 0.1}, "invalid_speed", "speed"),
+])
+def test_generate_refuses_lenient_input(server, body: dict, code: str, param: str) -> None:
+    resp = httpx.post(server.url + "/v1/tts/generate", json={"text": "Hello.", **body}, timeout=30)
+    assert resp.status_code == 400 and len(resp.content) < 2000
+    error = resp.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+
+
+def test_generate_speed(server) -> None:
+    def duration(**extra) -> float:
+        resp = httpx.post(server.url + "/v1/tts/generate", timeout=30,
+                          json={"text": TEXT, "format": "wav", "stream": False, **extra})
+        return _seconds(resp.content, "wav")
+    assert duration(speed=2.0) / duration() == pytest.approx(0.5, abs=0.12)

@@ -239,3 +239,10 @@ async def _drain(queue: asyncio.Queue, end: object) -> AsyncIterator[PCM]:
         if isinstance(item, BaseException):
             raise item
         yield item
+
+
+@hookimpl
+def veena_register_commands(subparsers) -> None:
+    from veena.plugins.apbwe import command
+
+    command.register(subparsers)

@@ -157,3 +157,10 @@ async def veena_shutdown(runtime: Runtime) -> None:
     synth = runtime.state.get("spark")
     if synth is not None:
         await synth.close()
+
+
+@hookimpl
+def veena_register_commands(subparsers) -> None:
+    from veena.plugins.spark import command
+
+    command.register(subparsers)

@@ -135,3 +135,19 @@ def test_plugin_commands_get_config_and_cannot_take_a_core_name():
     assert args.func(args) == 0
     with pytest.raises(ConfigError, match="say"):
         build_parser([("saytoo", _SayToo())])
+
+
+def test_built_in_plugins_bring_their_own_commands(tmp_path):
+    cli = [sys.executable, "-m", "veena.platform.cli"]
+    out = subprocess.run([*cli, "checkpoint", "random", str(tmp_path / "ck")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "ck" / "LLM").is_dir() and (tmp_path / "ck" / "BiCodec").is_dir()
+    out = subprocess.run([*cli, "apbwe", "random", str(tmp_path / "bwe"), "--channels", "16",
+                          "--layers", "1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cfg = tmp_path / "veena.toml"
+    cfg.write_text('disable = ["apbwe"]\n')
+    gone = subprocess.run([*cli, "apbwe", "random", str(tmp_path / "x")], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "VEENA_CONFIG": str(cfg)})
+    assert gone.returncode == 2 and "invalid choice: 'apbwe'" in gone.stderr

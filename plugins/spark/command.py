@@ -7,8 +7,6 @@ import argparse
 import sys
 import time
 
-from veena.platform.cli import command
-
 
 def _args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
@@ -21,7 +19,6 @@ def _args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--device", help="build the weights here (e.g. cuda; default cpu)")
 
 
-@command("checkpoint", _args)
 def checkpoint(args: argparse.Namespace) -> int:
     """Writes Veena3 checkpoints (random weights in the real format)."""
     try:
@@ -35,3 +32,11 @@ def checkpoint(args: argparse.Namespace) -> int:
     print(f"random {args.size} Veena3 checkpoint in {folder} ({time.perf_counter() - t:.1f} s)",
           file=sys.stderr)
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``veena checkpoint``."""
+    p = subparsers.add_parser("checkpoint",
+                              help="Writes Veena3 checkpoints (random weights in the real format).")
+    _args(p)
+    p.set_defaults(func=checkpoint)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from veena.platform.cli import command
-
 
 def _setup(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
@@ -20,7 +18,6 @@ def _setup(p: argparse.ArgumentParser) -> None:
     check.add_argument("--device", default="cpu")
 
 
-@command("apbwe", _setup)
 def apbwe(args: argparse.Namespace) -> int:
     """AP-BWE super-resolution checkpoints: random (write one), check (load one)."""
     try:
@@ -53,3 +50,11 @@ def apbwe(args: argparse.Namespace) -> int:
     print(f"ok: {cfg.channels} channels x {cfg.layers} layers, {cfg.lr_sampling_rate} -> "
           f"{cfg.hr_sampling_rate} Hz, 1 s in -> {len(out)} samples out")
     return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``veena apbwe``."""
+    p = subparsers.add_parser("apbwe", help="AP-BWE super-resolution checkpoints: random (write "
+                                             "one), check (load one).")
+    _setup(p)
+    p.set_defaults(func=apbwe)

@@ -25,6 +25,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """A socket with no message and no synthesis for this long is closed (4408)."""
     max_unsent_bytes: int = 1_048_576
     """Audio queued for a socket beyond this pauses its synthesis until the client reads."""
+    max_ahead_s: float = 2.0
+    """A context's synthesis pauses while it is this much audio ahead of what the socket has
+    taken (a slow reader, or a client that stopped reading)."""
     close_drain_s: float = 2.0
     """On close, how long queued events still get to go out."""
 
@@ -32,5 +35,5 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
         if min(self.clause_chars, self.max_segment_chars, self.max_message_bytes,
                self.max_buffered_chars, self.max_contexts, self.max_unsent_bytes) < 1:
             raise ValueError("websocket limits must be positive")
-        if self.max_wait_s < 0 or self.idle_timeout_s <= 0 or self.close_drain_s < 0:
+        if self.max_wait_s < 0 or self.max_ahead_s <= 0 or self.idle_timeout_s <= 0 or self.close_drain_s < 0:
             raise ValueError("websocket times must not be negative")

@@ -16,13 +16,14 @@ from veena.platform.audio import PCM
 from veena.platform.encoding import encode_stream
 from veena.platform.errors import VeenaError
 from veena.platform.job import OutputFormat, Principal
+from veena.platform.logs import request_id_var
 from veena.platform.pipeline import Pipeline
 from veena.platform.schemas import GenerateRequest
 from veena.plugins.websocket.protocol import Start
 from veena.plugins.websocket.segmenter import Segment, Segmenter
 
 SendEvent = Callable[[dict[str, Any]], Awaitable[None]]
-SendAudio = Callable[[str, bytes], Awaitable[None]]
+SendAudio = Callable[["Context", bytes], Awaitable[None]]
 
 
 @dataclass
@@ -46,12 +47,17 @@ class Context:
     def __init__(self, cid: str, *, pipeline: Pipeline, start: Start, output: OutputFormat,
                  principal: Principal | None, new_request_id: Callable[[], str],
                  send_event: SendEvent, send_audio: SendAudio, segmenter: Segmenter,
-                 max_wait_s: float) -> None:
+                 max_wait_s: float, max_ahead_s: float) -> None:
         self.id = cid
         self.pipeline, self.start, self.output, self.principal = pipeline, start, output, principal
         self._new_rid, self._send_event, self._send_audio = new_request_id, send_event, send_audio
         self.segmenter = segmenter
-        self.max_wait_s = max_wait_s
+        self.max_wait_s, self.max_ahead_s = max_wait_s, max_ahead_s
+        self.sent_samples = 0
+        """Samples of this context's audio whose bytes the socket has taken (set by the writer)."""
+        self.queued_audio = 0
+        """Audio frames of this context waiting for the socket."""
+        self._progress = asyncio.Event()
         self.stats = Stats()
         self.ended = False
         self.queued_chars = 0
@@ -125,7 +131,7 @@ class Context:
             async with aclosing(encoded):
                 async for data in encoded:
                     self.stats.bytes += len(data)
-                    await self._send_audio(self.id, data)
+                    await self._send_audio(self, data)
         except asyncio.CancelledError:
             outcome = "cancelled"
         except VeenaError as exc:
@@ -159,18 +165,34 @@ class Context:
                     if self.stats.first_audio is None:
                         self.stats.first_audio = time.perf_counter()
                     self.stats.samples += len(samples)
+                    await self._keep_pace(rate)
                     yield PCM(samples, rate)
             if self.start.timestamps:
                 await self._send_event({
-                    "type": "timestamps", "context_id": self.id, "request_id": job.request_id,
+                    "type": "alignment", "context_id": self.id, "request_id": job.request_id,
                     "text_start": seg.start, "text_end": seg.end,
                     "audio_start": round(begin / rate, 4),
                     "audio_end": round(self.stats.samples / rate, 4),
                     "words": _words(seg, begin / rate, self.stats.samples / rate)})
 
+    def delivered(self, mark: int) -> None:
+        """The writer sent a frame made when ``mark`` samples were synthesized."""
+        self.sent_samples = max(self.sent_samples, mark)
+        self._progress.set()
+
+    async def _keep_pace(self, rate: int) -> None:
+        """Backpressure: synthesis waits while it is more than ``max_ahead_s`` of audio ahead
+        of what the socket took, unless nothing of this context is waiting to go out (then the
+        difference is audio the encoder holds back, which only more input releases)."""
+        limit = self.max_ahead_s * rate
+        while self.stats.samples - self.sent_samples > limit and self.queued_audio:
+            self._progress.clear()
+            await self._progress.wait()
+
     def _prepare(self, seg: Segment):
         s = self.start
         rid = self._new_rid()
+        request_id_var.set(rid)  # this task's own copy: the job's log lines carry its id
         try:
             job = self.pipeline.prepare(GenerateRequest(
                 text=seg.text, speaker=s.voice, format="pcm", stream=True, normalize=s.normalize,

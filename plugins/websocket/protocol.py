@@ -33,7 +33,7 @@ class Start(msgspec.Struct, tag="start", tag_field="type", forbid_unknown_fields
     binary: bool = True
     """Audio as binary frames (after a JSON ``audio`` event) or as base64 inside the event."""
     timestamps: bool = False
-    """Send a ``timestamps`` event per spoken segment (character offsets -> audio seconds)."""
+    """Send an ``alignment`` event per spoken segment (character offsets -> audio seconds)."""
 
     def __repr__(self) -> str:  # never show the key
         return f"Start(voice={self.voice!r}, format={self.format!r})"

@@ -23,8 +23,8 @@ class Segment:
 class Segmenter:
     """A text buffer for one context.
 
-    ``feed`` appends text and returns the segments that became complete: everything up to the
-    last sentence end, or up to a clause end once the pending text is at least ``clause_chars``
+    ``feed`` appends text and returns the segments that became complete: each sentence, or
+    text up to a clause end once the pending text is at least ``clause_chars``
     long, or up to the last space once it reaches ``max_chars``. ``flush`` returns whatever is
     left (with ``whole_words``, only up to the last space, for the max-wait timer)."""
 
@@ -61,11 +61,9 @@ class Segmenter:
 
     def _cut(self) -> int | None:
         buf = self._buf
-        last = None
-        for m in _SENTENCE.finditer(buf):
-            last = m.end()
-        if last is not None:
-            return last
+        m = _SENTENCE.search(buf)
+        if m is not None:
+            return m.end()
         if len(buf) >= self.clause_chars:
             for m in _CLAUSE.finditer(buf, self.clause_chars // 2):
                 return m.end()

@@ -49,7 +49,7 @@ class Session:
         self.output: OutputFormat | None = None
         self.principal: Principal | None = None
         self._jobs = 0
-        self._out: deque[tuple[str | None, bytes | None]] = deque()
+        self._out: deque[tuple[str, bytes | None, Context | None, int]] = deque()
         self._unsent = 0
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -61,25 +61,28 @@ class Session:
 
     async def send_event(self, body: dict[str, Any]) -> None:
         if self._open:
-            self._out.append((msgspec.json.encode(body).decode(), None))
+            self._out.append((msgspec.json.encode(body).decode(), None, None, 0))
             self._wake.set()
 
-    async def send_audio(self, cid: str, data: bytes) -> None:
+    async def send_audio(self, ctx: Context, data: bytes) -> None:
         """Queues one audio frame; waits while more than ``max_unsent_bytes`` are queued, which
-        pauses this context's synthesis (backpressure)."""
+        pauses this context's synthesis (backpressure; ``Context`` also bounds how far its
+        synthesis runs ahead of the socket in audio seconds)."""
         while self._open and self._unsent > self.cfg.max_unsent_bytes:
             self._room.clear()
             await self._room.wait()
         if not self._open:
             raise asyncio.CancelledError
         assert self.start is not None
-        head: dict[str, Any] = {"type": "audio", "context_id": cid, "bytes": len(data)}
+        head: dict[str, Any] = {"type": "audio", "context_id": ctx.id, "bytes": len(data)}
+        mark = ctx.stats.samples
         if self.start.binary:
-            self._out.append((msgspec.json.encode(head).decode(), data))
+            self._out.append((msgspec.json.encode(head).decode(), data, ctx, mark))
         else:
             head["audio"] = base64.b64encode(data).decode()
-            self._out.append((msgspec.json.encode(head).decode(), None))
+            self._out.append((msgspec.json.encode(head).decode(), None, ctx, mark))
         self._unsent += len(data)
+        ctx.queued_audio += 1
         self._wake.set()
 
     async def _writer(self) -> None:
@@ -87,13 +90,14 @@ class Session:
             while not self._out:
                 self._wake.clear()
                 await self._wake.wait()
-            text, data = self._out.popleft()
-            if text is not None:
-                await self.socket.send_text(text)
+            text, data, ctx, mark = self._out.popleft()
+            await self.socket.send_text(text)
             if data is not None:
                 await self.socket.send_bytes(data)
-            if text is not None and text.startswith('{"type":"audio"'):
-                self._unsent -= msgspec.json.decode(text)["bytes"]
+            if ctx is not None:
+                self._unsent -= ctx_bytes(text, data)
+                ctx.queued_audio -= 1
+                ctx.delivered(mark)
                 self._room.set()
 
     async def _drain_out(self) -> None:
@@ -248,7 +252,7 @@ class Session:
                       principal=self.principal, new_request_id=self._next_rid,
                       send_event=self.send_event, send_audio=self.send_audio,
                       segmenter=Segmenter(self.cfg.clause_chars, self.cfg.max_segment_chars),
-                      max_wait_s=self.cfg.max_wait_s)
+                      max_wait_s=self.cfg.max_wait_s, max_ahead_s=self.cfg.max_ahead_s)
         self.contexts[cid] = ctx
         return ctx
 
@@ -264,6 +268,11 @@ class Session:
     async def _error(self, exc: VeenaError) -> None:
         await self.send_event({"type": "error", "code": exc.code, "message": exc.message,
                                "request_id": self.request_id, **exc.details})
+
+
+def ctx_bytes(text: str, data: bytes | None) -> int:
+    """The audio bytes an outgoing frame carries."""
+    return len(data) if data is not None else msgspec.json.decode(text)["bytes"]
 
 
 class _Disconnected(Exception):

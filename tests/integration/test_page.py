@@ -1,7 +1,8 @@
 """The try-it page (plugins/page) in real headless Chromium against a real server on loopback:
 it loads with no console errors and nothing from other origins, plays mp3 (MediaSource) and pcm
 (Web Audio) before the download ends, reports the true duration, sends the API key only as a
-Bearer header, and its speed control changes the duration once the server takes ``speed``."""
+Bearer header, its speed control changes the duration once the server takes ``speed``, and it
+speaks text as it is typed over the WebSocket."""
 
 from __future__ import annotations
 
@@ -99,6 +100,11 @@ def test_page_loads_offline_with_no_console_errors(browser: Browser, server: Ser
         index = httpx.get(server.url + "/", timeout=10)
         assert "default-src 'none'" in index.headers["content-security-policy"]
         assert httpx.get(server.url + "/page/nothing.js", timeout=10).status_code == 404
+        # the policy lets the page open its own WebSocket
+        page.page.check("#ws-mode")
+        page.page.wait_for_selector("#status[data-state='listening']", state="attached",
+                                    timeout=TIMEOUT_MS)
+        assert page.errors == []
     finally:
         page.close()
 
@@ -160,4 +166,23 @@ def test_speed_changes_the_duration(loaded: Loaded, server: Server) -> None:
         pytest.skip(f"this server does not take `speed` on /v1/tts/generate yet: {fast['error']}")
     assert fast["state"] == "done", fast
     assert fast["duration"] < 0.7 * normal["duration"], (normal, fast)
+    assert loaded.errors == []
+
+
+def test_speak_as_you_type_over_the_websocket(loaded: Loaded) -> None:
+    page = loaded.page
+    assert page.is_visible("#ws-label")  # the server has the websocket plugin
+    page.fill("#text", "")
+    page.check("#ws-mode")
+    page.wait_for_selector("#status[data-state='listening']", state="attached", timeout=TIMEOUT_MS)
+    page.type("#text", "Hello there, this is typed. And this too.", delay=5)
+    page.click("#speak")  # a flush: speak what is still buffered
+    page.wait_for_function("() => parseFloat(document.getElementById('duration-s').dataset.s) > 1.5",
+                           timeout=TIMEOUT_MS)
+    got = page.evaluate("""() => [parseFloat(document.getElementById('first-audio-ms').dataset.ms),
+                                  Number(document.getElementById('mode').dataset.buffers || 0),
+                                  document.getElementById('mode').textContent]""")
+    assert got[0] > 0 and got[1] >= 1 and got[2].startswith("WebSocket"), got
+    page.click("#stop")
+    page.wait_for_selector("#status[data-state='idle']", state="attached", timeout=TIMEOUT_MS)
     assert loaded.errors == []

@@ -1,6 +1,7 @@
 // The try-it page: pick a voice, format and speed, hear the stream while it downloads.
 // mp3 (and whatever else MediaSource takes) plays through MediaSource; pcm, wav, mu-law and
 // A-law are decoded here and scheduled on Web Audio; anything else plays once downloaded.
+// "Speak as I type" sends new text over WS /v1/tts/ws and plays its pcm frames.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -241,7 +242,105 @@ function webAudioKind(mediaType) {
     "audio/x-alaw-basic": "alaw" }[base] || null;
 }
 
+// --- speak as I type: WS /v1/tts/ws, pcm frames scheduled on Web Audio -------------------
+
+class TypingSession {
+  constructor() {
+    this.sent = $("text").value;  // what is in the box already is not spoken
+    this.player = null;
+    this.decode = pcm16Decoder();
+    this.t0 = null;
+    this.audioNext = false;
+    const url = new URL("/v1/tts/ws", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    this.socket = new WebSocket(url);
+    this.socket.binaryType = "arraybuffer";
+    this.socket.onopen = () => this.open();
+    this.socket.onmessage = (e) => this.message(e.data);
+    this.socket.onclose = (e) => this.closed(e);
+  }
+
+  open() {
+    const start = { type: "start", format: "pcm", binary: true };
+    if ($("voice").value) start.voice = $("voice").value;
+    const speed = Number($("speed").value);
+    if (speed !== 1) start.speed = speed;
+    const key = $("key").value.trim();
+    if (key) start.api_key = key;
+    this.socket.send(JSON.stringify(start));
+  }
+
+  message(data) {
+    if (data instanceof ArrayBuffer) {
+      if (!this.player) return;
+      this.player.push(this.decode(new Uint8Array(data)));
+      setNumber("duration-s", this.player.duration, 2, "s");
+      return;
+    }
+    const msg = JSON.parse(data);
+    if (msg.type === "ready") {
+      this.player = new WebAudioPlayer(audioCtx, msg.sample_rate, (delayMs) => {
+        if (this.t0 !== null) setNumber("first-audio-ms", performance.now() - this.t0 + delayMs, 0, "ms");
+      });
+      $("mode").textContent = `WebSocket → Web Audio (pcm, ${msg.sample_rate} Hz)`;
+      setStatus("listening", "speaking as you type");
+      this.typed();
+    } else if (msg.type === "error") {
+      showError(`${msg.code}: ${msg.message}`);
+    }
+  }
+
+  typed() {
+    if (!this.player || this.socket.readyState !== WebSocket.OPEN) return;
+    const text = $("text").value;
+    if (!text.startsWith(this.sent)) { this.sent = text; return; }  // an edit: only new text is spoken
+    const delta = text.slice(this.sent.length);
+    if (!delta) return;
+    if (this.t0 === null) this.t0 = performance.now();
+    this.sent = text;
+    this.socket.send(JSON.stringify({ type: "text", text: delta }));
+  }
+
+  flush() {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: "flush" }));
+  }
+
+  stop() {
+    if (this.player) this.player.stop();
+    if (this.socket.readyState <= WebSocket.OPEN) this.socket.close(1000, "stopped");
+  }
+
+  closed(e) {
+    if (typing === this) {
+      typing = null;
+      $("ws-mode").checked = false;
+      if (e.code !== 1000) { setStatus("error", "error"); if ($("error").hidden) showError(`WebSocket closed: ${e.code} ${e.reason}`); }
+      else setStatus("idle", "idle");
+    }
+  }
+}
+
+let typing = null;
+
+function toggleTyping(on) {
+  if (typing) { const t = typing; typing = null; t.stop(); setStatus("idle", "idle"); $("stop").disabled = true; }
+  if (!on) return;
+  stopCurrent();
+  showError("");
+  resetNumbers();
+  $("stop").disabled = false;
+  if (!audioCtx) audioCtx = new AudioContext();  // inside the click: allowed to play
+  if (audioCtx.state === "suspended") audioCtx.resume();
+  setStatus("loading", "connecting…");
+  typing = new TypingSession();
+}
+
 // --- one request -------------------------------------------------------------------------
+
+function resetNumbers() {
+  for (const [id, attr] of [["first-byte-ms", "ms"], ["first-audio-ms", "ms"], ["download-ms", "ms"], ["duration-s", "s"]]) setNumber(id, null, 0, attr);
+  delete $("mode").dataset.buffers;
+}
 
 function stopCurrent() {
   if (!current) return;
@@ -256,7 +355,7 @@ function stopCurrent() {
 async function speak() {
   stopCurrent();
   showError("");
-  for (const [id, attr] of [["first-byte-ms", "ms"], ["first-audio-ms", "ms"], ["download-ms", "ms"], ["duration-s", "s"]]) setNumber(id, null, 0, attr);
+  resetNumbers();
   const run = { abort: new AbortController(), stopped: false, stopPlayer: null };
   current = run;
   $("stop").disabled = false;
@@ -313,8 +412,17 @@ function init() {
     loadChoices();
   });
   $("speed").addEventListener("input", () => { $("speed-value").textContent = Number($("speed").value).toFixed(2) + "×"; });
-  $("form").addEventListener("submit", (e) => { e.preventDefault(); speak(); });
-  $("stop").addEventListener("click", () => { stopCurrent(); setStatus("idle", "stopped"); });
+  $("form").addEventListener("submit", (e) => { e.preventDefault(); if (typing) typing.flush(); else speak(); });
+  $("text").addEventListener("input", () => { if (typing) typing.typed(); });
+  if (document.body.dataset.ws) {
+    $("ws-label").hidden = false;
+    $("ws-mode").addEventListener("change", () => toggleTyping($("ws-mode").checked));
+  }
+  $("stop").addEventListener("click", () => {
+    stopCurrent();
+    if (typing) { $("ws-mode").checked = false; toggleTyping(false); }
+    setStatus("idle", "stopped");
+  });
   loadChoices().then(() => { document.body.dataset.ready = "1"; });
 }
 

@@ -47,9 +47,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 @command("serve", _serve_args)
 def serve(args: argparse.Namespace) -> int:
-    """Runs the HTTP API."""
-    import uvicorn
-
+    """Runs the HTTP API (SIGTERM drains: see ``veena.platform.lifecycle``)."""
+    from veena.platform import lifecycle
     from veena.platform.app import create_app
 
     config = _config(args)
@@ -61,9 +60,7 @@ def serve(args: argparse.Namespace) -> int:
 
     configure_logging()
     app = create_app(config)
-    # No access log: the tts.* events already log every request, with its request ID.
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,
-                access_log=False)
+    lifecycle.serve(app, config.server.host, config.server.port)
     return 0
 
 
@@ -74,12 +71,19 @@ def _say_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=int, help="output sample rate in Hz")
     p.add_argument("--seed", type=int, help="sampling seed of a neural voice (same seed, same audio)")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print the server's warnings (Redis, AP-BWE, ...), which mean "
+                        "nothing for a one-off file")
     _voice_args(p)
 
 
 @command("say", _say_args)
 def say(args: argparse.Namespace) -> int:
     """Synthesizes text to a file or standard output, streaming as audio is produced."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR,
+                        format="%(name)s: %(message)s")
     text = sys.stdin.read() if args.text == "-" else args.text
     out: BinaryIO = open(args.output, "wb") if args.output else sys.stdout.buffer
     try:

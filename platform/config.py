@@ -40,6 +40,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     of UTF-8 text even with every one JSON-escaped."""
     max_header_bytes: int = 32_768
     """Largest total size of a request's headers (431 ``headers_too_large`` above it)."""
+    shutdown_grace_s: float = 25.0
+    """After SIGTERM, how long streams in flight may go on before each is ended properly
+    (fits the 30 s Kubernetes and Modal give before SIGKILL)."""
 
     def __post_init__(self) -> None:
         if self.request_deadline_s is not None and self.request_deadline_s <= 0:
@@ -48,6 +51,8 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("deadline_rtf and speech_chars_per_second must be positive")
         if self.max_body_bytes < 1024 or self.max_header_bytes < 1024:
             raise ValueError("max_body_bytes and max_header_bytes must be at least 1024")
+        if self.shutdown_grace_s < 0:
+            raise ValueError("shutdown_grace_s cannot be negative")
 
 
 class DefaultsConfig(msgspec.Struct, forbid_unknown_fields=True):

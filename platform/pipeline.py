@@ -57,6 +57,14 @@ class Pipeline:
         self.hook = runtime.pm.hook
         self._background: set[asyncio.Task[Any]] = set()
         self.active_streams = 0
+        self._jobs: dict[int, Job] = {}  # streams running now, for stop_streams()
+
+    def stop_streams(self, reason: str = "shutdown") -> int:
+        """Ends every running stream at its next audio block, properly (encoder tail, body
+        terminator), with error code ``reason``; returns how many there were."""
+        for job in self._jobs.values():
+            job.state["stop"] = reason
+        return len(self._jobs)
 
     async def admit(self, request: RequestInfo) -> Principal | None:
         """Fan-out authentication: the first Principal wins; a plugin raises to reject."""
@@ -200,6 +208,7 @@ class Pipeline:
         deadline = job.timings.received + limit if limit else None
         job.timings.synthesis_started = time.perf_counter()
         self.active_streams += 1
+        self._jobs[id(job)] = job
         event("tts.inference_started", synthesizer=job.synthesizer, speaker=job.speaker.name,
               format=job.output.codec, sample_rate=job.output.sample_rate, stream=job.stream,
               chunks=len(job.chunks))
@@ -221,6 +230,8 @@ class Pipeline:
                     yield data
             if job.state.get("deadline_exceeded"):
                 job.outcome, error_code = "failed", "deadline_exceeded"
+            elif job.state.get("stop"):
+                job.outcome, error_code = "failed", job.state["stop"]
             else:
                 job.chunks_delivered = len(job.chunks)
                 job.outcome = "completed"
@@ -242,6 +253,7 @@ class Pipeline:
                              503, headers={"Retry-After": "1"}) from exc
         finally:
             self.active_streams -= 1
+            self._jobs.pop(id(job), None)
             job.timings.finished = time.perf_counter()
             finished = to_record(job, error_code)
             event("tts.stream_completed", outcome=job.outcome, error_code=error_code,
@@ -308,6 +320,8 @@ async def _measure(stream: AsyncIterator[PCM], job: Job,
                 job.timings.first_audio = time.perf_counter()
             job.audio_seconds += block.seconds
             yield block
+            if job.state.get("stop"):
+                return  # stop_streams(): end here, the encoder writes its tail
             if deadline is not None and time.perf_counter() > deadline:
                 job.state["deadline_exceeded"] = True
                 event("tts.deadline_exceeded", audio_seconds=round(job.audio_seconds, 3),

@@ -15,6 +15,7 @@ import msgspec
 
 from veena.codecs.base import default_rate
 from veena.codecs.formats import parse_format
+from veena.codecs.tempo import stretch
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
 from veena.platform.emotions import canonical
@@ -91,7 +92,7 @@ class Pipeline:
         synthesizer = rt.synthesizers.get(cfg.stages.synthesizer)
         output = self._output(req, synthesizer.sample_rate)
         self._check_language(req.language)
-        speed = self._speed(req.speed, synthesizer)
+        speed = self._speed(req.speed)
         job = Job(
             request_id=request_id, text=text, speaker=speaker, synthesizer=synthesizer.name,
             output=output,
@@ -102,6 +103,10 @@ class Pipeline:
             sampling=_sampling(req), principal=principal)
         if speed != 1.0:
             job.state["speed"] = speed
+            native = getattr(synthesizer, "speed_factor", None)
+            own = native(speed, speaker) if native is not None else 1.0
+            if abs(speed / own - 1.0) > 0.005:
+                job.state["tempo"] = speed / own
         t = time.perf_counter()
         with rt.telemetry.span("normalize", chars=len(text)):
             job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
@@ -138,22 +143,20 @@ class Pipeline:
                 max_audio_seconds=round(max_audio, 1),
                 max_chars=int(max_audio * srv.speech_chars_per_second))
 
-    def _speed(self, speed: float | None, synthesizer: Any) -> float:
-        """The speaking-rate factor; 400 ``invalid_speed`` outside ``MIN_SPEED``-``MAX_SPEED``,
-        400 ``speed_unsupported`` when the serving synthesizer has no rate control (its
-        ``supports_speed`` attribute) and the request asks for other than 1.0."""
+    @staticmethod
+    def _speed(speed: float | None) -> float:
+        """The speaking-rate factor; 400 ``invalid_speed`` outside ``MIN_SPEED``-``MAX_SPEED``.
+
+        A synthesizer with its own rate control has ``speed_factor(speed, speaker)``, returning
+        the part of ``speed`` it applies itself (eSpeak NG: its words-per-minute rate, within
+        its limits); whatever is left (all of it for other voices) is a pitch-preserving
+        time-stretch of the synthesized audio (``veena.codecs.tempo``, ``job.state["tempo"]``)."""
         if speed is None or speed == 1.0:
             return 1.0
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise VeenaError("invalid_speed", f"speed must be {MIN_SPEED}-{MAX_SPEED}, not "
                              f"{speed}", 400, param="speed", valid={"min": MIN_SPEED,
                                                                      "max": MAX_SPEED})
-        if not getattr(synthesizer, "supports_speed", False):
-            able = [s.name for s in self.runtime.synthesizers
-                    if getattr(s, "supports_speed", False)]
-            raise VeenaError("speed_unsupported", f"the {synthesizer.name} voices have no "
-                             f"speaking-rate control; speed works with: {', '.join(able) or 'none'}",
-                             400, param="speed", supported_by=able)
         return speed
 
     def _check_language(self, language: str | None) -> None:
@@ -215,6 +218,8 @@ class Pipeline:
         try:
             tel = rt.telemetry
             pcm = tel.traced_stream("synthesize", self.hook.veena_synthesize(job=job, runtime=rt))
+            if job.state.get("tempo"):
+                pcm = stretch(pcm, job.state["tempo"])
             pcm = tel.traced_stream("process", self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt))
             encoded = tel.traced_stream("encode", self.hook.veena_encode(
                 stream=_measure(pcm, job, deadline), job=job, runtime=rt))
@@ -369,15 +374,14 @@ _FACTOR = re.compile(r"(?<![\w.])(\d(?:\.\d+)?)\s*(?:x|times)(?!\w)")
 def follow_instructions(instructions: str | None, req: GenerateRequest,
                         synthesizer: Any) -> tuple[GenerateRequest, str]:
     """Applies what OpenAI-style ``instructions`` ask that the voice can do, never failing:
-    a speaking rate ("slowly", "fast", "1.5x") when the request sets no ``speed`` and the
-    synthesizer has rate control, and a style the synthesizer declares in its ``emotions``
+    a speaking rate ("slowly", "fast", "1.5x") when the request sets no ``speed``, and a style the synthesizer declares in its ``emotions``
     (canonical names, ``veena.platform.emotions``) as a leading tag. Returns the request and
     what was applied (``speed=0.85``, ``emotion=sad``, or ``none``) for a response header."""
     if not instructions:
         return req, "none"
     text = " ".join(instructions.lower().split())
     applied: list[str] = []
-    if req.speed is None and getattr(synthesizer, "supports_speed", False):
+    if req.speed is None:
         found = _FACTOR.search(text)
         speed = float(found.group(1)) if found else next(
             (f for phrase, f in INSTRUCTION_SPEEDS if re.search(rf"\b{phrase}\b", text)), None)

@@ -17,6 +17,7 @@ from veena.plugins.espeak.text import split_items, split_voice, voice_for
 
 if TYPE_CHECKING:
     from veena.platform.job import Job
+    from veena.speakers import Speaker
     from veena.plugins.espeak import Config
 
 log = logging.getLogger("veena.espeak")
@@ -30,10 +31,14 @@ class EspeakSynthesizer:
 
     name = "espeak"
     sample_rate = SAMPLE_RATE
-    supports_speed = True
-    """A request's ``speed`` scales eSpeak NG's rate (``espeakRATE``, words per minute),
-    clamped to the engine's ``MIN_RATE``-``MAX_RATE`` (80-450): at the default 175 words/min,
-    factors below about 0.46 or above about 2.57 give those limits."""
+
+    def speed_factor(self, speed: float, speaker: Speaker) -> float:
+        """The part of a request's ``speed`` eSpeak NG applies itself: its rate (``espeakRATE``,
+        words per minute) scaled by ``speed`` within ``MIN_RATE``-``MAX_RATE`` (80-450). At the
+        default 175 words/min that covers about 0.46-2.57; the pipeline time-stretches the
+        rest."""
+        base = _parameters(speaker.settings(self.name), self.config)[0]
+        return scaled_rate(base, speed) / base
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -87,14 +87,15 @@ def test_async_client(server) -> None:
         assert _seconds(body, "flac") > 1.0
 
 
-def test_speed_changes_duration(client) -> None:
+@pytest.mark.parametrize("speed", [0.25, 0.5, 2.0, 4.0])
+def test_speed_changes_duration(client, speed: float) -> None:
     def duration(speed: float) -> float:
         return _seconds(client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
                                                    response_format="wav", speed=speed).content,
                         "wav")
-    normal, fast, slow = duration(1.0), duration(2.0), duration(0.5)
-    assert fast / normal == pytest.approx(0.5, abs=0.12)
-    assert slow / normal == pytest.approx(2.0, abs=0.4)
+    ratio = duration(speed) / duration(1.0)
+    print(f"speed {speed}: duration ratio {ratio:.3f}")
+    assert ratio == pytest.approx(1 / speed, rel=0.2)
 
 
 def test_sse_events(server) -> None:
@@ -177,3 +178,42 @@ def test_generate_speed(server) -> None:
                           json={"text": TEXT, "format": "wav", "stream": False, **extra})
         return _seconds(resp.content, "wav")
     assert duration(speed=2.0) / duration() == pytest.approx(0.5, abs=0.12)
+
+
+class _TonePlugin:
+    """Registers a voice with no rate control of its own (a 440 Hz tone, 0.5 s a chunk)."""
+
+    from veena.platform.hookspecs import hookimpl
+
+    @hookimpl
+    def veena_register_synthesizers(self, runtime):
+        from tests.support.tone import ToneSynthesizer
+        return [ToneSynthesizer(seconds_per_chunk=0.5)]
+
+
+def test_speed_without_rate_control_is_a_pitch_preserving_stretch(tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    from tests.support.inprocess import ThreadServer
+    from veena.platform.app import create_app
+    from veena.platform.config import parse_config
+
+    monkeypatch.setenv("VEENA_DATA_DIR", str(tmp_path))
+    app = create_app(parse_config({"stages": {"synthesizer": "tone"}}),
+                     plugins=[("tone", _TonePlugin())])
+    srv = ThreadServer(app)
+    try:
+        sdk = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        results = {}
+        for speed in (1.0, 2.0, 0.5):
+            body = sdk.audio.speech.create(model="tts-1", voice="alloy", input=TEXT,
+                                           response_format="wav", speed=speed).content
+            samples, rate = decode(body, "wav")
+            peak = np.argmax(np.abs(np.fft.rfft(samples))) * rate / len(samples)
+            results[speed] = (len(samples) / rate, peak)
+    finally:
+        srv.stop()
+    normal = results[1.0][0]
+    assert results[2.0][0] / normal == pytest.approx(0.5, rel=0.05)
+    assert results[0.5][0] / normal == pytest.approx(2.0, rel=0.05)
+    assert all(peak == pytest.approx(440, abs=5) for _, peak in results.values())

@@ -81,9 +81,7 @@ class NoRate:
     name, sample_rate = "norate", 16000
 
 
-def test_speed_on_a_voice_without_rate_control_is_refused() -> None:
-    cfg = parse_config({"stages": {"synthesizer": "norate"}})
-
+def _norate_pipeline() -> Pipeline:
     class Plugin:
         from veena.platform.hookspecs import hookimpl
 
@@ -91,11 +89,21 @@ def test_speed_on_a_voice_without_rate_control_is_refused() -> None:
         def veena_register_synthesizers(self, runtime):
             return [NoRate()]
 
-    pipeline = Pipeline(build_runtime(cfg, extra=[("norate", Plugin())]))
-    with pytest.raises(VeenaError) as caught:
-        pipeline.prepare(GenerateRequest(text="Hi.", speed=1.5), "rid")
-    assert caught.value.code == "speed_unsupported" and "espeak" in caught.value.details["supported_by"]
-    pipeline.prepare(GenerateRequest(text="Hi.", speed=1.0), "rid")  # 1.0 asks for nothing
+    cfg = parse_config({"stages": {"synthesizer": "norate"}})
+    return Pipeline(build_runtime(cfg, extra=[("norate", Plugin())]))
+
+
+def test_speed_without_rate_control_is_a_time_stretch() -> None:
+    job = _norate_pipeline().prepare(GenerateRequest(text="Hi.", speed=1.5), "rid")
+    assert job.state["tempo"] == 1.5
+
+
+def test_espeak_does_what_its_rate_can_and_the_stretch_the_rest(pipeline: Pipeline) -> None:
+    assert "tempo" not in pipeline.prepare(GenerateRequest(text="Hi.", speed=2.0), "rid").state
+    job = pipeline.prepare(GenerateRequest(text="Hi.", speed=4.0), "rid")
+    assert job.state["tempo"] == pytest.approx(4.0 / (450 / 175))
+    job = pipeline.prepare(GenerateRequest(text="Hi.", speed=0.25), "rid")
+    assert job.state["tempo"] == pytest.approx(0.25 / (80 / 175))
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -107,9 +115,8 @@ def test_instructions(pipeline: Pipeline, text: str, expected: str) -> None:
     req, applied = follow_instructions(text, GenerateRequest(text="Hi."), espeak)
     assert applied == expected
     assert (req.speed is None) == (expected == "none")
-    # An explicit speed wins over the instructions; a voice without rate control gets none.
+    # An explicit speed wins over the instructions.
     assert follow_instructions(text, GenerateRequest(text="Hi.", speed=1.0), espeak)[1] == "none"
-    assert follow_instructions(text, GenerateRequest(text="Hi."), NoRate())[1] == "none"
 
 
 def test_openai_defaults() -> None:

@@ -173,6 +173,7 @@ def test_speak_as_you_type_over_the_websocket(loaded: Loaded) -> None:
     page = loaded.page
     assert page.is_visible("#ws-label")  # the server has the websocket plugin
     page.fill("#text", "")
+    page.fill("#speed", "1.5")  # sent in the start message (retried at 1x where it is refused)
     page.check("#ws-mode")
     page.wait_for_selector("#status[data-state='listening']", state="attached", timeout=TIMEOUT_MS)
     page.type("#text", "Hello there, this is typed. And this too.", delay=5)
@@ -183,6 +184,8 @@ def test_speak_as_you_type_over_the_websocket(loaded: Loaded) -> None:
                                   Number(document.getElementById('mode').dataset.buffers || 0),
                                   document.getElementById('mode').textContent]""")
     assert got[0] > 0 and got[1] >= 1 and got[2].startswith("WebSocket"), got
+    note = page.text_content("#error")
+    assert page.is_hidden("#error") or "does not take a speed" in note, note
     page.click("#stop")
     page.wait_for_selector("#status[data-state='idle']", state="attached", timeout=TIMEOUT_MS)
     assert loaded.errors == []

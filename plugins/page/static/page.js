@@ -245,7 +245,9 @@ function webAudioKind(mediaType) {
 // --- speak as I type: WS /v1/tts/ws, pcm frames scheduled on Web Audio -------------------
 
 class TypingSession {
-  constructor() {
+  constructor(withSpeed = true) {
+    this.withSpeed = withSpeed;
+    this.speedRefused = false;
     this.sent = $("text").value;  // what is in the box already is not spoken
     this.player = null;
     this.decode = pcm16Decoder();
@@ -264,7 +266,7 @@ class TypingSession {
     const start = { type: "start", format: "pcm", binary: true };
     if ($("voice").value) start.voice = $("voice").value;
     const speed = Number($("speed").value);
-    if (speed !== 1) start.speed = speed;
+    if (speed !== 1 && this.withSpeed) start.speed = speed;
     const key = $("key").value.trim();
     if (key) start.api_key = key;
     this.socket.send(JSON.stringify(start));
@@ -285,6 +287,9 @@ class TypingSession {
       $("mode").textContent = `WebSocket → Web Audio (pcm, ${msg.sample_rate} Hz)`;
       setStatus("listening", "speaking as you type");
       this.typed();
+    } else if (msg.type === "error" && !this.player && msg.code === "invalid_message"
+               && msg.message.includes("`speed`")) {
+      this.speedRefused = true;  // a server whose WebSocket has no speed yet: retry at 1x
     } else if (msg.type === "error") {
       showError(`${msg.code}: ${msg.message}`);
     }
@@ -311,6 +316,11 @@ class TypingSession {
   }
 
   closed(e) {
+    if (typing === this && this.speedRefused) {
+      showError("This server's WebSocket does not take a speed yet: speaking at 1×.");
+      typing = new TypingSession(false);
+      return;
+    }
     if (typing === this) {
       typing = null;
       $("ws-mode").checked = false;

@@ -12,22 +12,23 @@ import logging
 import re
 import unicodedata
 
-from veena.plugins.normalize import abbreviations, currency, dates, numerals, phones, script, \
+from veena.plugins.normalize import abbreviations, alnum, currency, dates, numerals, phones, script, \
     symbols, tags, units, web
 from veena.plugins.normalize.rules import Context, Rule
 
 log = logging.getLogger("veena.normalize")
 
 RULES: tuple[Rule, ...] = (
-    web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, dates.TIME_RANGE, dates.TIME, dates.NAMED_DATE,
-    currency.CURRENCY, units.UNIT, units.DIMENSIONS, numerals.FRACTION, dates.RANGE,
-    numerals.ORDINAL, numerals.DECADE, numerals.PLAIN, abbreviations.ABBREVIATION,
-    symbols.SYMBOL, numerals.DIGITS,
+    web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, alnum.DOTTED,
+    dates.TIME_RANGE, dates.TIME, dates.NAMED_DATE, currency.CURRENCY, units.UNIT,
+    units.DIMENSIONS, numerals.FRACTION, dates.RANGE, numerals.ORDINAL, numerals.DECADE,
+    numerals.PLAIN, abbreviations.ABBREVIATION, alnum.ROMAN, symbols.SYMBOL, numerals.DIGITS,
 )
 _BY_NAME = {r.name: r for r in RULES}
-FIRST_CHARS = "0-9+\\-−₹$€£¥@&=%°©#~*_`^™®|<>½¼¾⅓⅔.:–—/\\\\RIUEGJFMASONDVXLC\u0930\u0C30"
+FIRST_CHARS = "0-9+\\-−₹$€£¥@&=%°©#~*_`^™®|<>½¼¾⅓⅔.:–—/\\\\RIUEGJFMASONDVXLv\u0930\u0C30"
 """Every character a rule's match can start with (digits, symbols, the period and colon that
-anchor abbreviations, domains and URLs, the capitals of currency codes and English months,
+anchor abbreviations, domains and URLs, the capitals of currency codes, English months and
+Roman numerals, the v of v2.0.1,
 र and ర of रु and రూ). The alternation is prefixed with a lookahead on this set, which lets the
 regex engine skip everything else without trying each rule: the difference between ~10 ms
 and ~200 ms for 50,000 characters."""

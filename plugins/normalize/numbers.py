@@ -154,6 +154,8 @@ def te_ordinal(n: int) -> str:
 
 # --- shared ----------------------------------------------------------------------------------
 
+HUGE = 10**15
+"""From 16 integer digits on, a number is read digit by digit (names run out or mislead)."""
 POINT = {"en": "point", "hi": "दशमलव", "te": "పాయింట్"}
 MINUS = {"en": "minus", "hi": "माइनस", "te": "మైనస్"}
 HALF_HI = {1: "डेढ़", 2: "ढाई"}
@@ -163,6 +165,8 @@ def cardinal(n: int, lang: str, indian: bool = True) -> str:
     """``n`` in words; English uses lakh/crore when ``indian`` else million/billion."""
     if n < 0:
         return f"{MINUS[lang]} {cardinal(-n, lang, indian)}"
+    if n >= HUGE:  # no one says "ten lakh crore crore": the digits, one by one
+        return digits(str(n), lang)
     if lang == "hi":
         return _hi(n)
     if lang == "te":

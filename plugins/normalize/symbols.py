@@ -25,6 +25,8 @@ _SILENT = {"*": "", "_": " ", "`": "", "^": " ", "™": "", "®": "", "#": "", "
 
 
 def _speak(m: re.Match[str], ctx: Context) -> str:
+    if m.group("sym_h"):  # COVID-19: the hyphen is not heard
+        return " "
     sym = m.group("sym_s")
     if sym is None:  # a spaced dash between words: a pause
         return ","
@@ -38,7 +40,8 @@ def _speak(m: re.Match[str], ctx: Context) -> str:
 
 
 SYMBOL = Rule("sym", r"(?P<sym_s>[&@+=%°©#~*_`^™®|<>])(?P<sym_n>(?=\d))?"
-                     r"|(?:[-–—]|--)(?<=\S [-–—])(?= \S)|--(?<=\S --)(?= \S)", _speak)
+                     r"|(?:[-–—]|--)(?<=\S [-–—])(?= \S)|--(?<=\S --)(?= \S)"
+                     r"|(?P<sym_h>-)(?<=[A-Za-z]-)(?=\d)", _speak)
 
 
 def _run(m: re.Match[str], ctx: Context) -> str:

@@ -41,6 +41,7 @@ def spell(address: str, lang: str) -> str:
 
 _LOCAL = re.compile(r"[A-Za-z0-9._+-]*$")
 _LABELS = re.compile(r"(?<![\w@/.-])[A-Za-z0-9][A-Za-z0-9.-]*$")
+_LABEL = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z0-9][A-Za-z0-9-]*$")
 _SCHEME = re.compile(r"(?<![A-Za-z])(?i:https?|ftp)$")
 
 
@@ -63,7 +64,10 @@ def _url(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int] | None:
             return spell(m.group(), ctx.lang) if any(c.isdigit() for c in m.group()) else None
         return spell(m.group()[3:].rstrip("/"), ctx.lang), scheme.start()
     labels = _LABELS.search(m.string, max(last, m.start() - 100), m.start())
-    if labels is None:
+    if labels is None or labels.group()[-1] in ".-" or ".." in labels.group():  # "0..ai"
+        label = _LABEL.search(m.string, max(last, m.start() - 63), m.start())
+        if label is not None and any(c.isdigit() for c in label.group()):
+            return spell(m.string[label.start():m.end()], ctx.lang), label.start()  # "/0.ai"
         return spell(m.group(), ctx.lang) if any(c.isdigit() for c in m.group()) else None
     return spell(m.string[labels.start():m.end()].rstrip("/"), ctx.lang), labels.start()
 

@@ -1,0 +1,81 @@
+"""Numbers that are not quantities: dotted sequences (versions 2.0.1, v3.10.2, IP addresses
+192.168.1.1) read part by part, and Roman numerals after a heading word (Chapter XII, भाग III,
+World War II) or a name (Elizabeth II -> Elizabeth the Second)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from veena.plugins.normalize import numbers
+from veena.plugins.normalize.numerals import NOT_ADDRESS
+from veena.plugins.normalize.rules import Context, Rule, group, word_before
+
+DOT = {"en": "dot", "hi": "डॉट", "te": "డాట్"}
+VERSION = {"en": "version", "hi": "वर्ज़न", "te": "వెర్షన్"}
+VERSION = {k: unicodedata.normalize("NFC", v) for k, v in VERSION.items()}
+
+
+def _part(p: str, lang: str) -> str:
+    """A part of a dotted sequence: a number up to three digits, else (or with a leading zero)
+    its digits."""
+    if len(p) > 3 or len(p) > 1 and p[0] == "0":
+        return numbers.digits(p, lang)
+    return numbers.cardinal(int(p), lang)
+
+
+def _dotted(m: re.Match[str], ctx: Context) -> str:
+    words = f" {DOT[ctx.lang]} ".join(_part(p, ctx.lang) for p in group(m, "dot", "n").split("."))
+    return f"{VERSION[ctx.lang]} {words}" if group(m, "dot", "v") else words
+
+
+DOTTED = Rule(
+    "dot",
+    rf"(?<![\w.,\-])(?P<dot_v>[vV](?=\d))?(?P<dot_n>\d+(?:\.\d+){{2,}})(?![\d]|\.\d){NOT_ADDRESS}",
+    _dotted, guard=r"[vV]?\d+\.\d+\.\d")
+
+# --- Roman numerals --------------------------------------------------------------------------
+
+_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
+_CANONICAL = re.compile(r"(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
+CUES = frozenset(unicodedata.normalize("NFC", w) for w in """
+chapter part section volume book act scene phase stage round level class grade appendix article
+schedule war lesson canto psalm episode season title clause annexure unit standard std form
+भाग अध्याय खंड कक्षा अनुच्छेद पाठ चरण सत्र अनुसूची सर्ग
+భాగం అధ్యాయం తరగతి పాఠం దశ అంకం ప్రకరణం సర్గ
+""".split())
+"""Words after which a Roman numeral is a plain number (Chapter XII -> Chapter twelve)."""
+
+
+def roman_value(s: str) -> int | None:
+    """The value of a canonically written numeral of I V X L (1..89), else None."""
+    if not s or not _CANONICAL.fullmatch(s):
+        return None
+    total = 0
+    for a, b in zip(s, s[1:] + " "):
+        v = _VALUES[a]
+        total += -v if b != " " and _VALUES[b] > v else v
+    return total
+
+
+def _name_before(m: re.Match[str]) -> bool:
+    head = m.string[max(0, m.start() - 24): m.start()]
+    words = head.split()
+    return bool(words) and head.endswith(" ") and words[-1].isalpha() and words[-1].istitle() \
+        and words[-1].isascii()
+
+
+def _roman(m: re.Match[str], ctx: Context) -> str | None:
+    raw = group(m, "rom", "n")
+    n = roman_value(raw)
+    if n is None:
+        return None
+    if word_before(m).rstrip(".:,") in CUES:
+        return numbers.cardinal(n, ctx.lang)
+    if ctx.lang == "en" and len(raw) >= 2 and n <= 39 and _name_before(m):
+        return f"the {numbers.ordinal(n, 'en').capitalize()}"  # Elizabeth the Second
+    return None
+
+
+ROMAN = Rule("rom", r"(?<![\w\u0900-\u0DFF.'’-])(?P<rom_n>[IVXL]{1,7})(?![\w'’-]|\.\w)",
+             _roman, guard=r"[IVXL]+(?![\w'’-])")

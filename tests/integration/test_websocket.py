@@ -391,3 +391,27 @@ def test_many_sockets_at_once(server):
     assert all(len(r.audio["default"]) > 22050 for r in results)
     assert took < 60
     wait_idle(server)
+
+
+def test_a_reader_that_stops_reading_stops_synthesis_ahead(start_server):
+    server = start_server("[plugins.websocket]\nmax_buffered_chars = 20000\n")
+    sentences = 250  # 48 kHz PCM: about 9 minutes and 50 MB, more than socket buffers hold
+
+    async def main() -> tuple[int, int, Got]:
+        async with websockets.connect(ws_url(server), max_queue=1) as ws:
+            await send(ws, type="start", format="pcm", sample_rate=48000)
+            ready = json.loads(await ws.recv())
+            await send(ws, type="text", text="Another sentence to speak right now. " * sentences)
+            await send(ws, type="end")
+            await asyncio.sleep(3.0)  # not reading: eSpeak NG would finish all of it in this time
+            prefix = ready["request_id"] + "-"
+            paused = [e for e in server.events("tts.stream_completed")
+                      if e.get("request_id", "").startswith(prefix)]
+            active = server.health()["active_streams"]
+            got = await receive_all(ws, Got())
+            return len(paused), active, got
+
+    paused, active, got = asyncio.run(main())
+    (done,) = got.of("done")
+    assert done["outcome"] == "completed" and len(done["request_ids"]) == sentences
+    assert paused < sentences // 2 and active == 1, (paused, active)

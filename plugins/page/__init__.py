@@ -2,8 +2,8 @@
 
 The page is static (HTML, CSS, JavaScript in ``static/``, no external CDN, font or script, so
 it works offline). It calls the public API from the browser: ``/v1/voices``, ``/v1/formats``
-and ``/v1/tts/generate``, and plays the stream while it downloads (MediaSource for mp3, Web
-Audio for pcm and wav), and speaks text as it is typed over ``WS /v1/tts/ws`` where the
+and ``/v1/tts/generate``, and plays the stream while it downloads (MediaSource for mp3; Web
+Audio for pcm, wav, G.711 and, decoded with WebCodecs, Ogg Opus), and speaks text as it is typed over ``WS /v1/tts/ws`` where the
 server has it. An API key typed into it stays in the browser's sessionStorage and
 goes out only as ``Authorization: Bearer`` (on the WebSocket, to which a browser cannot add
 headers, in the start message); the server keeps nothing of it.

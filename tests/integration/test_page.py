@@ -1,6 +1,6 @@
 """The try-it page (plugins/page) in real headless Chromium against a real server on loopback:
-it loads with no console errors and nothing from other origins, plays mp3 (MediaSource) and pcm
-(Web Audio) before the download ends, reports the true duration, sends the API key only as a
+it loads with no console errors and nothing from other origins, plays mp3 (MediaSource), pcm and
+wav (Web Audio) and Ogg Opus (WebCodecs) before the download ends, reports the true duration, sends the API key only as a
 Bearer header, its speed control changes the duration once the server takes ``speed``, and it
 speaks text as it is typed over the WebSocket."""
 
@@ -135,11 +135,12 @@ def test_pcm_plays_through_web_audio_before_the_download_ends(loaded: Loaded,
     assert loaded.errors == []
 
 
-def test_wav_streams_and_opus_plays(loaded: Loaded, server: Server) -> None:
+def test_wav_and_opus_play_before_the_download_ends(loaded: Loaded, server: Server) -> None:
     expected = float(_whole(server, "pcm").headers["X-Audio-Duration-s"])
-    for fmt in ("wav", "opus"):
+    for fmt, mode in (("wav", "Web Audio (wav"), ("opus", "WebCodecs")):
         got = loaded.speak(fmt)
-        assert got["state"] == "done" and got["firstAudio"] > 0, (fmt, got)
+        assert got["state"] == "done" and got["mode"].startswith(mode), (fmt, got)
+        assert 0 < got["firstAudio"] < got["download"], (fmt, got)
         assert got["duration"] == pytest.approx(expected, abs=0.1), (fmt, got)
     assert loaded.errors == []
 

@@ -1,6 +1,7 @@
 // The try-it page: pick a voice, format and speed, hear the stream while it downloads.
 // mp3 (and whatever else MediaSource takes) plays through MediaSource; pcm, wav, mu-law and
-// A-law are decoded here and scheduled on Web Audio; anything else plays once downloaded.
+// A-law are decoded here and Ogg Opus with WebCodecs, all scheduled on Web Audio; anything
+// else plays once downloaded.
 // "Speak as I type" sends new text over WS /v1/tts/ws and plays its pcm frames.
 "use strict";
 
@@ -225,6 +226,79 @@ async function playWebAudio(resp, kind, mark, run) {
   if (player) mark.duration(player.duration);
 }
 
+// Ogg pages in, Opus packets out (RFC 3533 lacing: a segment shorter than 255 ends a packet).
+function oggPackets(onPacket) {
+  let buf = new Uint8Array(0);
+  let partial = [];
+  return (bytes) => {
+    const all = new Uint8Array(buf.length + bytes.length);
+    all.set(buf);
+    all.set(bytes, buf.length);
+    let pos = 0;
+    while (all.length - pos >= 27) {
+      if (all[pos] !== 0x4f || all[pos + 1] !== 0x67 || all[pos + 2] !== 0x67 || all[pos + 3] !== 0x53) throw new Error("not an Ogg stream");
+      const nseg = all[pos + 26];
+      if (all.length - pos < 27 + nseg) break;
+      let body = 0;
+      for (let i = 0; i < nseg; i++) body += all[pos + 27 + i];
+      if (all.length - pos < 27 + nseg + body) break;
+      let off = pos + 27 + nseg;
+      for (let i = 0; i < nseg; i++) {
+        const len = all[pos + 27 + i];
+        partial.push(all.subarray(off, off + len));
+        off += len;
+        if (len < 255) {
+          const size = partial.reduce((n, p) => n + p.length, 0);
+          const packet = new Uint8Array(size);
+          let at = 0;
+          for (const p of partial) { packet.set(p, at); at += p.length; }
+          partial = [];
+          onPacket(packet);
+        }
+      }
+      pos = off;
+    }
+    partial = partial.map((p) => p.slice());  // the buffer they point into is dropped
+    buf = all.slice(pos);
+  };
+}
+
+async function opusDecodable() {
+  if (!window.AudioDecoder) return false;
+  const cfg = { codec: "opus", sampleRate: 48000, numberOfChannels: 1 };
+  return (await AudioDecoder.isConfigSupported(cfg)).supported;
+}
+
+// Ogg Opus decoded with WebCodecs (MediaSource takes no Ogg), then scheduled on Web Audio.
+async function playOggOpus(resp, mark, run) {
+  if (audioCtx.state === "suspended") await audioCtx.resume();
+  let player = null, decoder = null, failure = null, packets = 0, timestamp = 0;
+  const output = (data) => {
+    const samples = new Float32Array(data.numberOfFrames);
+    data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+    if (!player) {
+      player = new WebAudioPlayer(audioCtx, data.sampleRate, (delayMs) => mark.firstAudio(delayMs));
+      run.stopPlayer = () => player.stop();
+    }
+    player.push(samples);
+    data.close();
+  };
+  const parse = oggPackets((packet) => {
+    packets += 1;
+    if (packets === 1) {  // OpusHead: channel count at byte 9
+      decoder = new AudioDecoder({ output, error: (e) => { failure = e; } });
+      decoder.configure({ codec: "opus", sampleRate: 48000, numberOfChannels: packet[9], description: packet });
+    } else if (packets > 2) {  // the second packet is OpusTags
+      decoder.decode(new EncodedAudioChunk({ type: "key", timestamp, data: packet }));
+      timestamp += 20000;
+    }
+  });
+  await readAll(resp.body.getReader(), parse, mark);
+  if (decoder) await decoder.flush();
+  if (failure) throw failure;
+  if (player) mark.duration(player.duration);
+}
+
 async function playWhole(resp, mark) {
   const audio = $("audio");
   const parts = [];
@@ -395,6 +469,9 @@ async function speak() {
     if (kind) {
       $("mode").textContent = `Web Audio (${kind}, ${resp.headers.get("X-Sample-Rate")} Hz)`;
       await playWebAudio(resp, kind, mark, run);
+    } else if (/^audio\/ogg;\s*codecs=opus/.test(mediaType) && await opusDecodable()) {
+      $("mode").textContent = `WebCodecs → Web Audio (${mediaType})`;
+      await playOggOpus(resp, mark, run);
     } else if (window.MediaSource && MediaSource.isTypeSupported(mediaType)) {
       $("mode").textContent = `MediaSource (${mediaType})`;
       await playMediaSource(resp, mediaType, mark, run);

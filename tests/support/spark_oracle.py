@@ -127,3 +127,14 @@ def upstream_reference_prep():
     # After the stand-ins are gone: transformers (imported here) probes for torchaudio itself.
     from spark_tts_lib.models.audio_tokenizer import BiCodecTokenizer
     return audio_volume_normalize, BiCodecTokenizer.get_ref_clip
+
+
+def upstream_mel_transformer(mel_params: dict):
+    """Upstream's own mel front end (``BiCodec.init_mel_transformer``: torchaudio's
+    MelSpectrogram), or None where torchaudio is not installed (no build for every torch)."""
+    if importlib.util.find_spec("torchaudio") is None:
+        return None
+    base = upstream_bicodec_class().__mro__[1]  # spark_tts_lib's BiCodec, not the oracle's
+    holder = torch.nn.Module()
+    base.init_mel_transformer(holder, mel_params)
+    return holder.mel_transformer

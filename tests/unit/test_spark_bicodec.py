@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from tests.support.torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from tests.support.spark_oracle import (released_key_names, upstream_bicodec_class,
-                                        upstream_reference_prep, upstream_speaker_encoder_class)
+                                        upstream_mel_transformer, upstream_reference_prep,
+                                        upstream_speaker_encoder_class)
 from veena.plugins.spark.bicodec import (BiCodecConfig, BiCodecConfigError, BiCodecDecoder,
                                          MissingWeightsError, fold_weight_norm)
 from veena.plugins.spark.bicodec.speaker import (BiCodecSpeakerEncoder, SpeakerEncoderConfig,
@@ -152,8 +153,9 @@ def test_same_global_tokens_as_upstream_on_the_released_config(tmp_path):
     """Upstream's SpeakerEncoder (released config) loads the speaker_encoder.* tensors of a
     released-format file with strict=True; ours loads the same file. For clips prepared by
     upstream's own volume normalisation and reference-clip code, upstream's tokenize and ours
-    give the same 32 tokens. torchaudio (upstream's mel) has no build for the installed torch,
-    so both sides get the mel from our MelSpectrogram; test_spark_cloning checks it separately."""
+    give the same 32 tokens. Where torchaudio is installed upstream's mel is its own
+    (torchaudio's MelSpectrogram); where it is not (no build for every torch, e.g. the pinned
+    2.14.1), both sides get the mel from our MelSpectrogram."""
     import numpy as np
 
     upstream_cls = upstream_speaker_encoder_class()
@@ -189,8 +191,13 @@ def test_same_global_tokens_as_upstream_on_the_released_config(tmp_path):
         assert np.array_equal(got, expected)
         refs.append(torch.from_numpy(got).float())
     wav = torch.stack(refs)
+    upstream_mel = upstream_mel_transformer(config["audio_tokenizer"]["mel_params"])
     with torch.inference_mode():
         mel = ours.mel_spectrogram(wav)
+        if upstream_mel is not None:  # as BiCodec.tokenize: mel_transformer(ref_wav).squeeze(1)
+            up_mel = upstream_mel(wav.unsqueeze(1)).squeeze(1)
+            assert (up_mel - mel).abs().max().item() < 1e-3 * mel.abs().max().item()
+            mel = up_mel
         expected = upstream.tokenize(mel.transpose(1, 2)).squeeze(1)
         got = ours(wav)
         one_by_one = torch.cat([ours(w.unsqueeze(0)) for w in wav])

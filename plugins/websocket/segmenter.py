@@ -8,6 +8,13 @@ from dataclasses import dataclass
 
 _SENTENCE = re.compile(r"(?:\.{2,}|…+|[.?!]+|[।॥。！？]+)[\"'”’»)\]}]*(?=\s)|\n")
 """A sentence end is only known once the following whitespace has arrived ("3.5", "e.g")."""
+_TAIL = re.compile(r"(?:[^\W\d_]{4,}\.|[^\W\d_][?!]+|[।॥。！？]+)[\"'”’»)\]}]*$")
+_LETTERS = re.compile(r"[^\W\d_]*")
+"""A sentence end at the very end of the buffer (an LLM's "." token, the space still to come)
+counts at once after a word of four letters or more, or after ?/!: "Mr.", "e.g.", "U.S." and
+"3." wait for what follows."""
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "no", "fig",
+                            "approx", "dept", "inc", "ltd", "co"})
 _CLAUSE = re.compile(r"[,;:–—、，；：](?=\s)")
 
 
@@ -61,9 +68,14 @@ class Segmenter:
 
     def _cut(self) -> int | None:
         buf = self._buf
-        m = _SENTENCE.search(buf)
+        for m in _SENTENCE.finditer(buf):
+            if _is_end(buf, m.start(), m.group()):
+                return m.end()
+        m = _TAIL.search(buf)
         if m is not None:
-            return m.end()
+            mark = m.start() + _LETTERS.match(m.group()).end()
+            if _is_end(buf, mark, buf[mark:]):
+                return m.end()
         if len(buf) >= self.clause_chars:
             for m in _CLAUSE.finditer(buf, self.clause_chars // 2):
                 return m.end()
@@ -81,3 +93,12 @@ class Segmenter:
         if not text:
             return None
         return Segment(text, start + lead, start + lead + len(text))
+
+
+def _is_end(buf: str, at: int, mark: str) -> bool:
+    """Whether the punctuation ``mark`` at ``buf[at]`` ends a sentence: a single "." after an
+    abbreviation ("Mr.", "Dr."), a single letter, or a dotted word ("e.g.", "U.S.") does not."""
+    if mark[0] != "." or mark.startswith(".."):
+        return True
+    word = buf[:at].rsplit(None, 1)[-1] if buf[:at].strip() else ""
+    return not (word.lower() in _ABBREVIATIONS or "." in word or (len(word) == 1 and word.isalpha()))

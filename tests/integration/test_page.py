@@ -6,8 +6,12 @@ speaks text as it is typed over the WebSocket."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -145,18 +149,36 @@ def test_wav_and_opus_play_before_the_download_ends(loaded: Loaded, server: Serv
     assert loaded.errors == []
 
 
-def test_api_key_goes_out_as_bearer_and_stays_in_the_tab(loaded: Loaded) -> None:
-    page = loaded.page
-    page.click("#key-box summary")
-    page.fill("#key", "vk_test_not_a_real_key")
-    page.dispatch_event("#key", "change")
-    with page.expect_request(lambda r: r.url.endswith("/v1/tts/generate")) as req:
-        loaded.speak("pcm", text="Key check.")
-    assert req.value.headers["authorization"] == "Bearer vk_test_not_a_real_key"
-    assert "vk_test" not in req.value.post_data
-    stored = page.evaluate("() => [sessionStorage.getItem('veena.apiKey'), "
-                           "localStorage.length, document.cookie]")
-    assert stored == ["vk_test_not_a_real_key", 0, ""]
+def test_api_key_goes_out_as_bearer_and_stays_in_the_tab(browser: Browser, tmp_path: Path,
+                                                         start_server) -> None:
+    data = tmp_path / "keyed-data"
+    secret = subprocess.run([sys.executable, "-m", "veena.platform.cli", "keys", "create",
+                             "--owner", "page"], env={**os.environ, "VEENA_DATA_DIR": str(data)},
+                            capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    srv = start_server(env={"VEENA_DATA_DIR": str(data)})
+    loaded = Loaded(browser, srv, bypass_csp=True)
+    try:
+        refused = loaded.speak("pcm", text="Who goes there?")
+        assert refused["state"] == "error" and "401 missing_api_key" in refused["error"], refused
+        page = loaded.page
+        page.click("#key-box summary")
+        page.fill("#key", secret)
+        page.dispatch_event("#key", "change")
+        with page.expect_request(lambda r: r.url.endswith("/v1/tts/generate")) as req:
+            admitted = loaded.speak("pcm", text="Who goes there?")
+        assert admitted["state"] == "done" and admitted["duration"] > 0.3, admitted
+        assert req.value.headers["authorization"] == f"Bearer {secret}"
+        assert secret not in (req.value.post_data or "")
+        stored = page.evaluate("() => [sessionStorage.getItem('veena.apiKey'), "
+                               "localStorage.length, document.cookie]")
+        assert stored == [secret, 0, ""]
+        # a new tab of the same browser context starts without it (sessionStorage is per tab)
+        other = loaded.context.new_page()
+        other.goto(srv.url + "/")
+        assert other.input_value("#key") == ""
+        assert secret not in srv.log.read_text()
+    finally:
+        loaded.close()
 
 
 def test_speed_changes_the_duration(loaded: Loaded, server: Server) -> None:

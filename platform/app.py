@@ -22,8 +22,8 @@ from veena.platform.errors import ConfigError, VeenaError, invalid_choice
 from veena.platform.limits import RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
-from veena.platform.pipeline import (Pipeline, decode_body, follow_instructions, new_request_id,
-                                     sse_events)
+from veena.platform.pipeline import (Pipeline, decode_body, field_of, follow_instructions,
+                                     new_request_id, sse_events)
 from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
@@ -188,9 +188,11 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
     problems = exc.extra if isinstance(exc.extra, list) else []
     message = "; ".join(str(p.get("message", p)) if isinstance(p, dict) else str(p)
                         for p in problems) or str(exc.detail)
-    keys = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key")]
-    return _error_response(request, VeenaError("invalid_request", message, 400,
-                                               param=str(keys[0]) if keys else None))
+    keys = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key") != "data"]
+    param = field_of(message) or (str(keys[0]) if keys and keys[0] else None)
+    if request.url.path == "/v1/audio/speech":
+        param = OPENAI_PARAMS.get(param or "", param)
+    return _error_response(request, VeenaError("invalid_request", message, 400, param=param))
 
 
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:

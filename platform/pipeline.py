@@ -36,11 +36,16 @@ def decode_body(body: bytes, struct: type[S]) -> S:
     try:
         return msgspec.json.decode(body, type=struct, strict=True)
     except msgspec.ValidationError as exc:
-        where = re.search(r"at `\$\.([A-Za-z_]+)", str(exc))
         raise VeenaError("invalid_request", str(exc).replace("`$.", "`"), 400,
-                         param=where.group(1) if where else None) from exc
+                         param=field_of(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise VeenaError("invalid_json", f"request body is not valid JSON: {exc}", 400) from exc
+
+
+def field_of(message: str) -> str | None:
+    """The top-level request field a msgspec validation message is about, if it names one."""
+    found = re.search(r"missing required field `(\w+)`|at `(?:\$\.)?(\w+)", message)
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def new_request_id(client_value: str | None) -> str:

@@ -217,3 +217,12 @@ def test_speed_without_rate_control_is_a_pitch_preserving_stretch(tmp_path, monk
     assert results[2.0][0] / normal == pytest.approx(0.5, rel=0.05)
     assert results[0.5][0] / normal == pytest.approx(2.0, rel=0.05)
     assert all(peak == pytest.approx(440, abs=5) for _, peak in results.values())
+
+
+@pytest.mark.parametrize("body,param", [({"voice": "alloy"}, "input"),
+                                        ({"input": "Hi.", "speed": "fast"}, "speed"),
+                                        ({"input": "Hi.", "speed": "2"}, "speed")])
+def test_speech_validation_errors_name_the_openai_field(server, body: dict, param: str) -> None:
+    resp = httpx.post(server.url + "/v1/audio/speech", json=body, timeout=30)
+    assert resp.status_code == 400
+    assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("invalid_request", param)

@@ -124,3 +124,11 @@ def test_openai_defaults() -> None:
                       SpeechRequest).to_generate()
     assert (req.format, req.sample_rate, req.speaker) == ("pcm", 24000, "alloy")
     assert decode_body(b'{"input": "hi", "extra": 1}', SpeechRequest).to_generate().format == "mp3"
+
+
+def test_field_of_validation_messages() -> None:
+    from veena.platform.pipeline import field_of
+    assert field_of("Object missing required field `input`") == "input"
+    assert field_of("Expected `int | null`, got `str` - at `$.sample_rate`") == "sample_rate"
+    assert field_of("Expected `float`, got `str` - at `speed`") == "speed"
+    assert field_of("request body is not valid JSON") is None

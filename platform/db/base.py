@@ -156,8 +156,13 @@ class Database(abc.ABC):
         """A key's usage rows, newest first."""
 
     @abc.abstractmethod
+    async def renew_holds(self, hold_ids: list[str]) -> int:
+        """Renews the lease of these holds (their streams are alive); returns how many exist."""
+
+    @abc.abstractmethod
     async def release_stale_holds(self, older_than_s: float) -> int:
-        """Gives back holds older than ``older_than_s`` (their process died); returns how many."""
+        """Gives back holds not renewed for ``older_than_s`` (their process died); returns how
+        many. A hold's ``created_at`` is the start of its current lease."""
 
     # --- sentences --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -190,6 +190,14 @@ class PostgresDatabase(Database):
             "ORDER BY created_at DESC, id LIMIT $2", key_id, limit))
         return [UsageRow(**{**dict(r), "created_at": _ts(r["created_at"])}) for r in rows]
 
+    async def renew_holds(self, hold_ids: list[str]) -> int:
+        if not hold_ids:
+            return 0
+        status = await self._with(lambda c: c.execute(
+            "UPDATE veena_credit_holds SET created_at = now() WHERE id = ANY($1::text[])",
+            list(hold_ids)))
+        return int(status.split()[-1])
+
     async def release_stale_holds(self, older_than_s: float) -> int:
         return await self._with(lambda c: c.fetchval(
             "SELECT veena_release_stale_holds($1)", float(older_than_s)))

@@ -202,6 +202,15 @@ class SqliteDatabase(Database):
             "ORDER BY created_at DESC, id LIMIT ?", (key_id, limit)).fetchall())
         return [UsageRow(**{**dict(zip(USAGE_COLUMNS, r)), "stream": bool(r[10])}) for r in rows]
 
+    async def renew_holds(self, hold_ids: list[str]) -> int:
+        if not hold_ids:
+            return 0
+        marks = ", ".join("?" * len(hold_ids))
+        cur = await self._run(lambda c: c.execute(
+            f"UPDATE veena_credit_holds SET created_at = ? WHERE id IN ({marks})",
+            (time.time(), *hold_ids)))
+        return cur.rowcount
+
     async def release_stale_holds(self, older_than_s: float) -> int:
         def release(c: sqlite3.Connection) -> int:
             c.execute("BEGIN IMMEDIATE")

@@ -173,6 +173,14 @@ class SupabaseDatabase(Database):
                                 .order("id").limit(limit))
         return [UsageRow(**{**r, "created_at": _ts(r["created_at"])}) for r in rows]
 
+    async def renew_holds(self, hold_ids: list[str]) -> int:
+        if not hold_ids:
+            return 0
+        now = _iso(dt.datetime.now(dt.UTC).timestamp())
+        rows = await self._exec(self._table("veena_credit_holds")
+                                .update({"created_at": now}).in_("id", list(hold_ids)))
+        return len(rows or [])
+
     async def release_stale_holds(self, older_than_s: float) -> int:
         return int(_scalar(await self._exec(self._rpc(
             "veena_release_stale_holds", {"p_seconds": float(older_than_s)}))) or 0)

@@ -64,8 +64,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """Scope a key needs to synthesize ("*" in a key's scopes grants all); None: any key."""
     migrate: bool = True
     """Apply the shipped schema migrations at start-up."""
-    hold_max_age_seconds: float = 86_400.0
-    """Holds older than this (their process died) are given back at start-up."""
+    hold_lease_seconds: float = 120.0
+    """A credit hold is a lease: each process renews its streams' holds every quarter of this
+    and gives back any hold not renewed for this long (its process died), at start-up and then
+    every quarter of it."""
     pool_size: int = 5
     pgbouncer: bool = False
     """PostgreSQL behind PgBouncer in transaction mode: no prepared-statement cache."""
@@ -78,6 +80,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError(f"backend must be one of {list(BACKENDS)}")
         if self.refresh_seconds <= 0:
             raise ValueError("refresh_seconds must be positive")
+        if self.hold_lease_seconds < 4:
+            raise ValueError("hold_lease_seconds must be at least 4")
 
 
 @dataclass(slots=True)
@@ -104,6 +108,7 @@ class Auth:
     settlements: DurableQueue[UsageRow] | None = None
     inflight: dict[str, list[InFlight]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _lease: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,18 +125,42 @@ class Auth:
             if cfg.migrate:
                 await self.db.migrate()
             await self.cache.refresh()
-            released = await self.db.release_stale_holds(cfg.hold_max_age_seconds)
-            if released:
-                log.warning("gave back %d stale credit hold(s)", released)
+            await self._release_lapsed()
         except StoreUnavailable as exc:
             log.warning("key store %s unavailable at start-up (%s): synthesis requests get 503 "
                         "until it answers", describe(self.db), exc)
         self.cache.start()
+        self._lease = asyncio.get_running_loop().create_task(self._lease_loop(), name="auth-lease")
         await self.settlements.start()
         log.info("auth: keys in %s; %s", describe(self.db), self.describe_mode(),
                  extra={"keys": len(self.cache.by_hash), "mode": cfg.mode})
 
+    async def _release_lapsed(self) -> None:
+        assert self.db is not None
+        released = await self.db.release_stale_holds(self.config.hold_lease_seconds)
+        if released:
+            log.warning("gave back %d credit hold(s) whose lease lapsed (their process died)",
+                        released)
+
+    async def _lease_loop(self) -> None:
+        """Renews the holds of this process's streams and gives back lapsed ones."""
+        assert self.db is not None
+        while True:
+            await asyncio.sleep(self.config.hold_lease_seconds / 4)
+            try:
+                ids = [e.hold.id for entries in self.inflight.values() for e in entries]
+                if ids:
+                    await self.db.renew_holds(ids)
+                await self._release_lapsed()
+            except StoreUnavailable:
+                pass  # tried again next round; a hold lapses only after a whole lease
+            except Exception:  # noqa: BLE001 - keep the loop alive
+                log.exception("renewing credit holds failed")
+
     async def stop(self) -> None:
+        if self._lease is not None:
+            self._lease.cancel()
+            await asyncio.gather(self._lease, return_exceptions=True)
         if self.cache is not None:
             await self.cache.stop()
         if self._tasks:

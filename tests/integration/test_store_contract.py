@@ -228,6 +228,27 @@ def test_stale_holds_are_given_back(make_db, request):
     run(make_db, body)
 
 
+def test_a_renewed_hold_is_kept_and_an_abandoned_one_given_back(make_db, request):
+    """Holds carry a lease: a live stream renews it; a dead process's hold lapses."""
+    if "live" in request.node.callspec.id:
+        pytest.skip("would give back every hold of the live project")
+
+    async def body(db):
+        _, key = new_key(owner(), credits=100)
+        await db.create_key(key)
+        live, dead = "h_live_" + uuid.uuid4().hex[:8], "h_dead_" + uuid.uuid4().hex[:8]
+        assert (await db.reserve(key.id, live, 30, "r1")).ok
+        assert (await db.reserve(key.id, dead, 20, "r2")).ok
+        await asyncio.sleep(1.2)
+        assert await db.renew_holds([live, "h_missing"]) == 1
+        assert await db.renew_holds([]) == 0
+        assert await db.release_stale_holds(1.0) >= 1  # the dead one (others' too, maybe)
+        assert (await db.get_key(key.id)).credits == 70  # 30 still held for the live stream
+        await db.settle(usage_row(live, key.id, credits=10, held=30))
+        assert (await db.get_key(key.id)).credits == 90
+    run(make_db, body)
+
+
 def sentence(**kw) -> SentenceRow:
     base = dict(id=uuid.uuid4().hex, request_id="req-" + uuid.uuid4().hex[:6], key_id=None,
                 created_at=time.time(), original_text="नमस्ते! Dr. Rao paid ₹1,250.",

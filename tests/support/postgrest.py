@@ -139,6 +139,10 @@ class FakePostgrest:
                 pass
             else:
                 op, _, operand = value.partition(".")
+                if op == "in":  # in.(a,b) or in.("a","b")
+                    args.append([v.strip().strip('"') for v in operand.strip("()").split(",")])
+                    where.append(f"{table}.{_ident(key)}::text = ANY(${len(args)}::text[])")
+                    continue
                 if op != "eq":
                     raise ValueError(f"unsupported filter {op}")
                 args.append(operand)
@@ -181,8 +185,10 @@ class FakePostgrest:
             shift = len(args)
             sets = ", ".join(f"{c} = r.{c}" for c in cols)
             sql = (f"UPDATE {table} SET {sets} FROM jsonb_populate_record(NULL::{table}, "
-                   f"${shift + 1}::jsonb) r{cond}")
-            await conn.execute(sql, *args, json.dumps(body))
-            return 204, js, b""
+                   f"${shift + 1}::jsonb) r{cond} RETURNING to_jsonb({table})")
+            out = await conn.fetch(sql, *args, json.dumps(body))
+            if "return=minimal" in prefer:
+                return 204, js, b""
+            return 200, js, json.dumps([json.loads(r[0]) for r in out]).encode()
         return 405, js, b'{"message": "method not allowed"}'
 

@@ -22,8 +22,8 @@ from veena.platform.errors import ConfigError, VeenaError, invalid_choice
 from veena.platform.limits import RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
-from veena.platform.pipeline import (Pipeline, decode_body, field_of, follow_instructions,
-                                     new_request_id, sse_events)
+from veena.platform.pipeline import Pipeline, decode_body, field_of, new_request_id
+from veena.platform.speech_api import follow_instructions, sse_events
 from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware

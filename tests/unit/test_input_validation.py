@@ -8,7 +8,8 @@ import pytest
 
 from veena.platform.config import VeenaConfig, parse_config
 from veena.platform.errors import ECHO_CHARS, VeenaError
-from veena.platform.pipeline import Pipeline, decode_body, follow_instructions
+from veena.platform.pipeline import Pipeline, decode_body
+from veena.platform.speech_api import follow_instructions
 from veena.platform.plugins import build_runtime
 from veena.platform.schemas import GenerateRequest, SpeechRequest
 

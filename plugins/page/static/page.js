@@ -438,6 +438,7 @@ function stopCurrent() {
 
 async function speak() {
   stopCurrent();
+  $("audio").pause();  // a Web Audio or WebCodecs run leaves the element to the last one
   showError("");
   resetNumbers();
   const run = { abort: new AbortController(), stopped: false, stopPlayer: null };

@@ -226,3 +226,41 @@ def test_speech_validation_errors_name_the_openai_field(server, body: dict, para
     resp = httpx.post(server.url + "/v1/audio/speech", json=body, timeout=30)
     assert resp.status_code == 400
     assert (resp.json()["error"]["code"], resp.json()["error"]["param"]) == ("invalid_request", param)
+
+
+class _SlowTonePlugin:
+    """A voice that takes 40 ms per 100 ms block, so a whole answer takes a while."""
+
+    from veena.platform.hookspecs import hookimpl
+
+    @hookimpl
+    def veena_register_synthesizers(self, runtime):
+        from tests.support.tone import ToneSynthesizer
+        return [ToneSynthesizer(seconds_per_chunk=0.5, delay=0.04)]
+
+
+def test_sse_streams_while_synthesizing(tmp_path, monkeypatch) -> None:
+    import time
+
+    from tests.support.inprocess import ThreadServer
+    from veena.platform.app import create_app
+    from veena.platform.config import parse_config
+
+    monkeypatch.setenv("VEENA_DATA_DIR", str(tmp_path))
+    app = create_app(parse_config({"stages": {"synthesizer": "tone"},
+                                   "plugins": {"chunk": {"min_chars": 0, "short_chars": 0}}}),
+                     plugins=[("tone", _SlowTonePlugin())])
+    srv = ThreadServer(app)
+    try:
+        body = {"input": "One. Two. Three. Four. Five. Six.", "voice": "alloy",
+                "response_format": "pcm", "stream_format": "sse"}
+        start, arrivals = time.perf_counter(), []
+        with httpx.stream("POST", srv.url + "/v1/audio/speech", json=body, timeout=30) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append((time.perf_counter() - start, json.loads(line[6:])["type"]))
+    finally:
+        srv.stop()
+    assert arrivals[-1][1] == "speech.audio.done"
+    # 6 chunks x 5 blocks x 40 ms: about 1.2 s in all; the first audio comes long before.
+    assert arrivals[0][1] == "speech.audio.delta" and arrivals[0][0] < arrivals[-1][0] / 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,3 @@ class PCM:
         clipped = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
         return cls((clipped * 32767.0).round().astype(np.int16), sample_rate)
 
-
-AudioStream = AsyncIterator[PCM]
-"""What synthesis and audio processing produce: an async iterator of PCM blocks."""

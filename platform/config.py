@@ -82,7 +82,6 @@ class TelemetryConfig(msgspec.Struct, forbid_unknown_fields=True):
     otlp_endpoint: str | None = None
     """OTLP/HTTP traces endpoint; default from ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
     service_name: str = "veena"
-    log_level: str = "INFO"
 
 
 class DeployConfig(msgspec.Struct, forbid_unknown_fields=True):

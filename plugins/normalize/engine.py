@@ -21,7 +21,7 @@ log = logging.getLogger("veena.normalize")
 RULES: tuple[Rule, ...] = (
     web.EMAIL, web.URL, symbols.RUN, phones.PHONE, dates.NUMERIC_DATE, alnum.DOTTED,
     dates.TIME_RANGE, dates.TIME, dates.NAMED_DATE, currency.CURRENCY, units.UNIT,
-    units.DIMENSIONS, numerals.FRACTION, dates.RANGE, numerals.ORDINAL, numerals.DECADE,
+    units.DIMENSIONS, units.FRACTION_UNIT, numerals.FRACTION, dates.RANGE, numerals.ORDINAL, numerals.DECADE,
     numerals.PLAIN, abbreviations.ABBREVIATION, alnum.ROMAN, symbols.SYMBOL, numerals.DIGITS,
 )
 _BY_NAME = {r.name: r for r in RULES}

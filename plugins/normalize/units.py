@@ -6,7 +6,8 @@ import re
 import unicodedata
 
 from veena.plugins.normalize import numbers
-from veena.plugins.normalize.numerals import AMOUNT, SIGNED, Amount, number_words
+from veena.plugins.normalize.numerals import AMOUNT, SIGNED, START, VULGAR, Amount, \
+    en_fraction_of, fraction_words, number_words
 from veena.plugins.normalize.rules import Context, Rule, group, word_before
 
 # symbol -> (English singular, English plural, Hindi, Telugu singular, Telugu plural)
@@ -71,6 +72,8 @@ UNITS: dict[str, tuple[str, str, str, str, str]] = {
 UNITS = {unicodedata.normalize("NFC", k): tuple(unicodedata.normalize("NFC", w) for w in v)
          for k, v in UNITS.items()}
 _UNIT = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
+_TE_CASE = "లో|కు|కి|తో|ని|పై|ల"
+"""Telugu case endings typed onto a unit symbol (5 kmలో): they join the unit's name."""
 _RANGE_TO = {"en": "to", "hi": "से", "te": "నుండి"}
 
 
@@ -100,13 +103,19 @@ def _speak(m: re.Match[str], ctx: Context) -> str:
     if low:
         words = f"{number_words(low, ctx.lang)} {_RANGE_TO[ctx.lang]} {words}"
     attributive = word_before(m) in ("a", "an")
-    return f"{words} {unit_words(unit, amount, ctx.lang, attributive)}"
+    name = unit_words(unit, amount, ctx.lang, attributive)
+    if case := group(m, "unit", "case"):  # కిలోమీటర్లు + లో -> కిలోమీటర్లలో (oblique -ల)
+        if name.endswith("లు"):
+            name = name[:-1]
+        name += "" if case == "ల" and name.endswith("ల") else case
+    return f"{words} {name}"
 
 
 UNIT = Rule(
     "unit",
     rf"{SIGNED.format('unit')}(?:(?P<unit_from>{AMOUNT})\s?[-–]\s?)?"
-    rf"(?P<unit_amt>{AMOUNT}) ?(?P<unit_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF])",
+    rf"(?P<unit_amt>{AMOUNT}) ?(?P<unit_u>{_UNIT}|sq\.? ?ft)(?P<unit_case>{_TE_CASE})?"
+    r"(?![\w\u0900-\u0DFF])",
     _speak, guard='[-−]?[\\d,.]+(?:\\s?[-–]\\s?[\\d,.]+)? ?[A-Za-z%°℃क]')
 
 
@@ -126,3 +135,27 @@ DIMENSIONS = Rule(
     rf"(?<![\w.,\-])(?P<dim_a>\d+(?:\.\d+)?) ?[x×] ?(?P<dim_b>\d+(?:\.\d+)?)"
     rf"(?: ?(?P<dim_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF]))?(?![\w])",
     _dimensions, guard=r"[\d.]+ ?[x×] ?\d")
+
+
+def _fraction_unit(m: re.Match[str], ctx: Context) -> str:
+    """½ kg -> half a kilogram / आधा किलोग्राम / అర కిలోగ్రాము; 1½ kg -> one and a half
+    kilograms / डेढ़ किलोग्राम / ఒకటిన్నర కిలోగ్రాములు."""
+    raw = group(m, "fu", "v") or f"{group(m, 'fu', 'a')}/{group(m, 'fu', 'b')}"
+    a, b = map(int, VULGAR.get(raw, raw).split("/"))
+    unit = group(m, "fu", "u")
+    unit = unit if unit in UNITS else "sq ft"
+    whole = group(m, "fu", "w")
+    en1, en2, hi, te1, te2 = UNITS[unit]
+    if whole is None:
+        if ctx.lang == "en":
+            return en_fraction_of(a, b, en1) or f"{fraction_words(None, a, b, 'en')} {en2}"
+        return f"{fraction_words(None, a, b, ctx.lang)} {hi if ctx.lang == 'hi' else te1}"
+    words = fraction_words(int(whole), a, b, ctx.lang)
+    return f"{words} {en2 if ctx.lang == 'en' else hi if ctx.lang == 'hi' else te2}"
+
+
+FRACTION_UNIT = Rule(
+    "fu",
+    rf"(?:{START}(?P<fu_w>\d+) ?)?(?:(?P<fu_v>[½¼¾⅓⅔])|{START}(?P<fu_a>[12])/(?P<fu_b>[234])"
+    rf"(?<!2/2)(?<!2/4)) ?(?P<fu_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF])",
+    _fraction_unit, guard=r"[\d½¼¾⅓⅔]")

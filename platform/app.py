@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -18,7 +17,7 @@ from litestar.response import Stream
 from veena.platform import lifecycle
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
-from veena.platform.errors import ConfigError, VeenaError, invalid_choice
+from veena.platform.errors import VeenaError, invalid_choice
 from veena.platform.limits import RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
@@ -204,39 +203,6 @@ def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
 def _on_crash(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
     return _error_response(request, VeenaError("internal_error", "internal server error", 500))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_open_access(runtime: Runtime) -> None:
-    """Secure by default: without authentication (no API key exists, or no auth plugin), serve
-    only on a loopback address, unless ``server.allow_open_access`` says otherwise.
-
-    :raises ConfigError: bound elsewhere without authentication and without that setting.
-    """
-    enforced = runtime.state.get("auth.enforced")
-    if enforced is not None and enforced():
-        return
-    server = runtime.config.server
-    if _is_loopback(server.host):
-        log.warning("no API key is configured: serving without authentication on %s "
-                    "(loopback only)", server.host)
-        return
-    if server.allow_open_access:
-        log.warning("serving WITHOUT authentication on %s (server.allow_open_access = true)",
-                    server.host)
-        return
-    message = (f"refusing to serve without authentication on {server.host}: create an API key "
-               "(`veena keys create --owner NAME`) or set `server.allow_open_access = true`")
-    log.error(message)
-    raise ConfigError(message)
 
 
 def create_app(config: VeenaConfig | None = None, *,

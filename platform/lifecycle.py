@@ -49,7 +49,7 @@ async def start(runtime: Runtime) -> None:
     """Runs every plugin's ``veena_startup`` hook, then the open-access check; only once."""
     if runtime.started:
         return
-    from veena.platform.app import check_open_access
+    from veena.platform.access import check_open_access
 
     t = time.perf_counter()
     await await_all(runtime.pm.hook.veena_startup(runtime=runtime))

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from veena.platform.app import check_open_access
+from veena.platform.access import check_open_access
 from veena.platform.config import ServerConfig
 from veena.platform.errors import ConfigError
 

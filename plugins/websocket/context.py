@@ -18,8 +18,7 @@ from veena.platform.errors import VeenaError
 from veena.platform.job import OutputFormat, Principal
 from veena.platform.logs import request_id_var
 from veena.platform.pipeline import Pipeline
-from veena.platform.schemas import GenerateRequest
-from veena.plugins.websocket.protocol import Start
+from veena.plugins.websocket.protocol import Start, request
 from veena.plugins.websocket.segmenter import Segment, Segmenter
 
 SendEvent = Callable[[dict[str, Any]], Awaitable[None]]
@@ -190,14 +189,12 @@ class Context:
             await self._progress.wait()
 
     def _prepare(self, seg: Segment):
-        s = self.start
         rid = self._new_rid()
         request_id_var.set(rid)  # this task's own copy: the job's log lines carry its id
         try:
-            job = self.pipeline.prepare(GenerateRequest(
-                text=seg.text, speaker=s.voice, format="pcm", stream=True, normalize=s.normalize,
-                chunking=False, language=s.language, temperature=s.temperature, top_k=s.top_k,
-                top_p=s.top_p, seed=s.seed, max_tokens=s.max_tokens), rid, self.principal)
+            job = self.pipeline.prepare(request(self.start, seg.text, format="pcm",
+                                                sample_rate=None, bitrate=None),
+                                        rid, self.principal)
         except VeenaError as exc:
             if exc.code == "empty_text":  # "..." or a lone tag: nothing to say, not an error
                 return None

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from veena.platform.errors import VeenaError
-from veena.platform.schemas import Bitrate, MaxTokens, Temperature, TopK, TopP
+from veena.platform.schemas import GenerateRequest, Bitrate, MaxTokens, Temperature, TopK, TopP
 
 ContextId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 DEFAULT_CONTEXT = "default"
@@ -29,6 +29,8 @@ class Start(msgspec.Struct, tag="start", tag_field="type", forbid_unknown_fields
     top_p: TopP | None = None
     seed: int | None = None
     max_tokens: MaxTokens | None = None
+    speed: float | None = None
+    """Speaking-rate factor where the server supports it (as HTTP's ``speed``)."""
     api_key: str | None = None
     binary: bool = True
     """Audio as binary frames (after a JSON ``audio`` event) or as base64 inside the event."""
@@ -59,6 +61,21 @@ class Cancel(msgspec.Struct, tag="cancel", tag_field="type", forbid_unknown_fiel
     """Stops one context (or, without ``context_id``, every context) at once."""
 
     context_id: ContextId | None = None
+
+
+def request(start: Start, text: str, **fields: object) -> GenerateRequest:
+    """The ``GenerateRequest`` for ``text`` with this session's settings (``fields`` override)."""
+    options = dict(speaker=start.voice, format=start.format, sample_rate=start.sample_rate,
+                   bitrate=start.bitrate, normalize=start.normalize, chunking=False,
+                   language=start.language, temperature=start.temperature, top_k=start.top_k,
+                   top_p=start.top_p, seed=start.seed, max_tokens=start.max_tokens, stream=True)
+    if start.speed is not None:
+        options["speed"] = start.speed
+    options.update(fields)
+    try:
+        return GenerateRequest(text=text, **options)
+    except TypeError as exc:  # a server whose requests have no such field
+        raise VeenaError("invalid_message", f"this server does not support {exc}", 400) from exc
 
 
 Message = Start | Text | Flush | End | Cancel

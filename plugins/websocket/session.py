@@ -18,11 +18,10 @@ from veena.platform.job import OutputFormat, Principal
 from veena.platform.logs import event, request_id_var
 from veena.platform.pipeline import Pipeline, new_request_id
 from veena.platform.runtime import RequestInfo
-from veena.platform.schemas import GenerateRequest
 from veena.plugins.websocket.config import Config
 from veena.plugins.websocket.context import Context
 from veena.plugins.websocket.protocol import (DEFAULT_CONTEXT, Cancel, End, Flush, Start, Text,
-                                              parse)
+                                              parse, request)
 from veena.plugins.websocket.segmenter import Segmenter
 
 log = logging.getLogger("veena.websocket")
@@ -176,10 +175,8 @@ class Session:
         client = self.socket.client.host if self.socket.client else None
         self.principal = await self.pipeline.admit(RequestInfo(
             method="GET", path=self.socket.url.path, headers=headers, client_host=client))
-        probe = self.pipeline.prepare(GenerateRequest(
-            text="a", speaker=start.voice, format=start.format, sample_rate=start.sample_rate,
-            bitrate=start.bitrate, normalize=False, chunking=False, language=start.language),
-            self.request_id, self.principal)
+        probe = self.pipeline.prepare(request(start, "a", normalize=False), self.request_id,
+                                      self.principal)
         self.start, self.output = start, probe.output
         codec = self.pipeline.runtime.codec(probe.output.codec)
         assert codec is not None

@@ -415,3 +415,14 @@ def test_a_reader_that_stops_reading_stops_synthesis_ahead(start_server):
     (done,) = got.of("done")
     assert done["outcome"] == "completed" and len(done["request_ids"]) == sentences
     assert paused < sentences // 2 and active == 1, (paused, active)
+
+
+@pytest.mark.skipif("speed" not in __import__("veena.platform.schemas", fromlist=["x"])
+                    .GenerateRequest.__struct_fields__, reason="this server has no speed option")
+def test_speed_applies_to_every_segment(server):
+    normal = asyncio.run(speak(server, SENTENCES, format="pcm"))
+    fast = asyncio.run(speak(server, SENTENCES, format="pcm", speed=2.0))
+    bad = asyncio.run(speak(server, "Hi.", format="pcm", speed=9.0))
+    ratio = fast.of("done")[0]["audio_seconds"] / normal.of("done")[0]["audio_seconds"]
+    assert 0.4 < ratio < 0.65, ratio
+    assert [e["code"] for e in bad.of("error")] == ["invalid_speed"] and bad.close_code == 4400

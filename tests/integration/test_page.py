@@ -6,6 +6,7 @@ speaks text as it is typed over the WebSocket."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -13,7 +14,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -139,14 +142,30 @@ def test_pcm_plays_through_web_audio_before_the_download_ends(loaded: Loaded,
     assert loaded.errors == []
 
 
-def test_wav_and_opus_play_before_the_download_ends(loaded: Loaded, server: Server) -> None:
+def test_wav_and_opus_play_before_the_download_ends_flac_after(loaded: Loaded, server: Server) -> None:
     expected = float(_whole(server, "pcm").headers["X-Audio-Duration-s"])
     for fmt, mode in (("wav", "Web Audio (wav"), ("opus", "WebCodecs")):
         got = loaded.speak(fmt)
         assert got["state"] == "done" and got["mode"].startswith(mode), (fmt, got)
         assert 0 < got["firstAudio"] < got["download"], (fmt, got)
         assert got["duration"] == pytest.approx(expected, abs=0.1), (fmt, got)
+    # what the browser cannot stream plays once downloaded, with its length counted
+    got = loaded.speak("flac")
+    assert got["state"] == "done" and got["mode"].startswith("whole file"), got
+    assert got["firstAudio"] >= got["download"], got
+    assert got["duration"] == pytest.approx(expected, abs=0.1), got
     assert loaded.errors == []
+
+
+@pytest.mark.parametrize("fmt", ["mulaw", "alaw"])
+def test_g711_decoding_matches_ffmpeg(loaded: Loaded, fmt: str) -> None:
+    every_byte = bytes(range(256))
+    with av.open(io.BytesIO(every_byte), format=fmt,
+                 options={"sample_rate": "8000", "ch_layout": "mono"}) as c:
+        ffmpeg = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+    page = loaded.page.evaluate("alaw => Array.from(g711Decoder(alaw)(Uint8Array.from("
+                                "{length: 256}, (_, i) => i)))", fmt == "alaw")
+    assert np.array_equal(np.round(np.array(page) * 32768).astype(np.int16), ffmpeg)
 
 
 def test_api_key_goes_out_as_bearer_and_stays_in_the_tab(browser: Browser, tmp_path: Path,

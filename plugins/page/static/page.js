@@ -303,11 +303,16 @@ async function playWhole(resp, mark) {
   const audio = $("audio");
   const parts = [];
   await readAll(resp.body.getReader(), (chunk) => { parts.push(chunk); }, mark);
-  const type = resp.headers.get("Content-Type") || "";
-  audio.src = URL.createObjectURL(new Blob(parts, { type }));
+  const blob = new Blob(parts, { type: resp.headers.get("Content-Type") || "" });
+  audio.src = URL.createObjectURL(blob);
   audio.addEventListener("playing", () => mark.firstAudio(0), { once: true });
-  audio.addEventListener("loadedmetadata", () => mark.duration(audio.duration), { once: true });
   await audio.play();
+  if (Number.isFinite(audio.duration)) mark.duration(audio.duration);
+  else {  // a stream header without a length (streamed FLAC): count the decoded samples
+    try {
+      mark.duration((await audioCtx.decodeAudioData(await blob.arrayBuffer())).duration);
+    } catch (_) { /* playing, with no length known */ }
+  }
 }
 
 function webAudioKind(mediaType) {

@@ -205,6 +205,10 @@ _TO = {"en": "to", "hi": "से", "te": "నుండి"}
 _CLOCK = rf"(?:[01]?\d|2[0-3]):[0-5]\d(?: ?{_AMPM})?|(?:1[0-2]|0?[1-9]) ?{_AMPM}"
 _TIME_AT = re.compile(TIME.pattern[len(START):])
 _TE_UPTO = re.compile(r" ?వరకు")
+_TE_COUNTED = re.compile(" (?:" + "|".join(
+    "గంట నిమిష సెకను సెకన్ల కిలో లీటర మీటర సంవత్సర నెల రోజు వార కప్పు గ్లాసు అడుగు ఎకరా మంది "
+    "పేజీ రూపాయ శాతం డిగ్రీ".split()) + ")")
+"""Counted nouns (stems) after a Telugu range: పది నుండి ఇరవై నిమిషాలు, no వరకు."""
 
 
 def _member(m: re.Match[str], name: str, ctx: Context, ampm: str = "") -> str:
@@ -254,8 +258,9 @@ def _range(m: re.Match[str], ctx: Context) -> str:
         second = numbers.year(int(b), ctx.lang) if len(b) == 4 else _year(b, ctx.lang)
     else:
         first, second = number_words(a, ctx.lang), number_words(b, ctx.lang)
-    if ctx.lang == "te":
-        upto = "" if _TE_UPTO.match(m.string, m.end()) else " వరకు"
+    if ctx.lang == "te":  # no వరకు before what is counted: పది నుండి ఇరవై నిమిషాలు
+        upto = "" if _TE_UPTO.match(m.string, m.end()) or _TE_COUNTED.match(m.string, m.end()) \
+            else " వరకు"
         return f"{first} నుండి {second}{upto}"
     return f"{first} {_TO[ctx.lang]} {second}"
 

@@ -204,6 +204,10 @@ _NOT_NOUNS = frozenset("of and or to the a an is was are were in on at by for wi
                        "that this than per".split())
 
 
+def _plural(word: str) -> bool:
+    return word.endswith("s") and not word.endswith(("ss", "us", "is"))
+
+
 def _fraction(m: re.Match[str], ctx: Context) -> str:
     if v := group(m, "frac", "v"):
         a, b = map(int, VULGAR[v].split("/"))
@@ -211,7 +215,7 @@ def _fraction(m: re.Match[str], ctx: Context) -> str:
         a, b = int(group(m, "frac", "a")), int(group(m, "frac", "b"))
     whole = group(m, "frac", "whole")
     if whole is None and ctx.lang == "en" and (nxt := _EN_NOUN_NEXT.match(m.string, m.end())) \
-            and nxt.group(1) not in _NOT_NOUNS and not nxt.group(1).endswith("s") \
+            and nxt.group(1) not in _NOT_NOUNS and not _plural(nxt.group(1)) \
             and (said := en_fraction_of(a, b, nxt.group(1))):
         return said[: -len(nxt.group(1)) - 1]  # "½ cup" -> "half a" + " cup"
     return fraction_words(int(whole) if whole else None, a, b, ctx.lang)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from veena.platform.deploy import ModalSettings
-from veena.platform.errors import ConfigError
+from veena.platform.errors import ConfigError, config_error
 
 ENV_CONFIG = "VEENA_CONFIG"
 
@@ -104,19 +103,6 @@ class VeenaConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Per-plugin tables, ``[plugins.NAME]``, each decoded into that plugin's ``Config`` struct."""
 
 
-def _explain(exc: msgspec.ValidationError, where: str) -> ConfigError:
-    """Turns msgspec's "... - at `$.a.b`" into a message naming the dotted TOML key."""
-    msg, path = str(exc), where.rstrip(".")
-    located = re.search(r" - at `\$(.*)`$", msg)
-    if located:
-        msg = msg[:located.start()]
-        path = (where + located.group(1).lstrip(".")).rstrip(".")
-    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
-    if unknown:
-        path, msg = (f"{path}.{unknown.group(1)}" if path else unknown.group(1)), "unknown key"
-    return ConfigError(f"invalid configuration: `{path or 'top level'}`: {msg}")
-
-
 def load_config(path: str | os.PathLike[str] | None = None) -> VeenaConfig:
     """Reads ``path`` (or ``$VEENA_CONFIG``); with neither, returns the defaults."""
     path = path or os.environ.get(ENV_CONFIG)
@@ -137,7 +123,7 @@ def parse_config(data: dict[str, Any]) -> VeenaConfig:
     try:
         return msgspec.convert(data, VeenaConfig)
     except msgspec.ValidationError as exc:
-        raise _explain(exc, "") from exc
+        raise config_error(exc, "") from exc
 
 
 def plugin_settings(name: str, struct: type[msgspec.Struct] | None, table: dict[str, Any]) -> Any:
@@ -150,4 +136,4 @@ def plugin_settings(name: str, struct: type[msgspec.Struct] | None, table: dict[
     try:
         return msgspec.convert(table, struct)
     except msgspec.ValidationError as exc:
-        raise _explain(exc, f"plugins.{name}.") from exc
+        raise config_error(exc, f"plugins.{name}.") from exc

@@ -117,15 +117,14 @@ def modal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def modal_settings(config: VeenaConfig, environ: Mapping[str, str] | None = None) -> ModalSettings:
     """``config.deploy.modal`` with the ``VEENA_MODAL_*`` variables of ``environ`` (default:
     this process) applied over it; a bad value raises ConfigError naming the key."""
-    from veena.platform.config import _explain
-    from veena.platform.errors import ConfigError
+    from veena.platform.errors import ConfigError, config_error
 
     table = msgspec.to_builtins(config.deploy.modal)
     overrides = _env_overrides(os.environ if environ is None else environ)
     try:
         return msgspec.convert({**table, **overrides}, ModalSettings, strict=False)
     except msgspec.ValidationError as exc:
-        error = _explain(exc, "deploy.modal.")
+        error = config_error(exc, "deploy.modal.")
         if overrides:
             raise ConfigError(f"{error} (after the {', '.join(ENV_PREFIX + k.upper() for k in overrides)}"
                               " environment overrides)") from exc

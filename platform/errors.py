@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import msgspec
 
 ECHO_CHARS = 64
 """Errors quote at most this many characters of a value the client sent."""
@@ -61,3 +64,16 @@ def invalid_choice(code: str, what: str, value: object, choices: list[Any]) -> V
 
 class ConfigError(Exception):
     """Bad configuration found at start-up; the message names the offending key."""
+
+
+def config_error(exc: msgspec.ValidationError, where: str) -> ConfigError:
+    """Turns msgspec's "... - at `$.a.b`" into a message naming the dotted TOML key."""
+    msg, path = str(exc), where.rstrip(".")
+    located = re.search(r" - at `\$(.*)`$", msg)
+    if located:
+        msg = msg[:located.start()]
+        path = (where + located.group(1).lstrip(".")).rstrip(".")
+    unknown = re.match(r"Object contains unknown field `(.+)`", msg)
+    if unknown:
+        path, msg = (f"{path}.{unknown.group(1)}" if path else unknown.group(1)), "unknown key"
+    return ConfigError(f"invalid configuration: `{path or 'top level'}`: {msg}")

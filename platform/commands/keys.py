@@ -96,7 +96,7 @@ def _keys_args(p: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("list", help="list keys (never the secrets)")
     ls.add_argument("--owner", help="only this owner's keys")
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    r = sub.add_parser("revoke", help="revoke a key (servers refuse it within one cache refresh)")
+    r = sub.add_parser("revoke", help="revoke a key (running servers refuse it within about a second)")
     r.add_argument("key_id")
     cr = sub.add_parser("credit", help="add credits to a key (negative to remove)")
     cr.add_argument("key_id")

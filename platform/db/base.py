@@ -11,6 +11,7 @@ import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -130,6 +131,12 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def list_keys(self, owner: str | None = None) -> list[ApiKey]:
         """Every key (revoked ones too), oldest first."""
+
+    async def key_version(self) -> tuple[Any, ...] | None:
+        """A value that changes whenever a key is created, revoked or deleted (not when credits
+        are used), cheap enough to poll a few times a second; None when this adapter has none
+        (the key cache then only reloads every ``refresh_seconds``)."""
+        return None
 
     @abc.abstractmethod
     async def revoke_key(self, key_id: str) -> bool:

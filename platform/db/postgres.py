@@ -155,6 +155,12 @@ class PostgresDatabase(Database):
                 "ORDER BY created_at, id", owner))
         return [_key(r) for r in rows]
 
+    async def key_version(self) -> tuple[Any, ...] | None:
+        row = await self._with(lambda c: c.fetchrow(
+            "SELECT count(*), max(created_at), count(revoked_at), max(revoked_at), "
+            "max(expires_at) FROM veena_api_keys"))
+        return tuple(row)
+
     async def revoke_key(self, key_id: str) -> bool:
         status = await self._with(lambda c: c.execute(
             "UPDATE veena_api_keys SET revoked = true, revoked_at = COALESCE(revoked_at, now()), "

@@ -42,6 +42,8 @@ class SqliteDatabase(Database):
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+        self._key_version: tuple[Any, ...] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="veena-sqlite")
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -100,6 +102,7 @@ class SqliteDatabase(Database):
 
     # --- keys -------------------------------------------------------------------------------
     async def create_key(self, key: ApiKey) -> None:
+        self._key_version = None
         now = time.time()
         await self._run(lambda c: c.execute(
             f"INSERT INTO veena_api_keys ({KEY_COLUMNS}, updated_at) "
@@ -127,7 +130,21 @@ class SqliteDatabase(Database):
         return await self._run(lambda c: [_key(r) for r in c.execute(
             sql + " ORDER BY created_at, id", args).fetchall()])
 
+    async def key_version(self) -> tuple[Any, ...] | None:
+        """``PRAGMA data_version`` (changes when another connection commits; free to read)
+        gates a small aggregate over the keys table."""
+        def version(c: sqlite3.Connection) -> tuple[Any, ...]:
+            data_version = c.execute("PRAGMA data_version").fetchone()[0]
+            if data_version != self._data_version or self._key_version is None:
+                self._key_version = tuple(c.execute(
+                    "SELECT count(*), max(created_at), count(revoked_at), max(revoked_at), "
+                    "max(expires_at) FROM veena_api_keys").fetchone())
+                self._data_version = data_version
+            return self._key_version
+        return await self._run(version)
+
     async def revoke_key(self, key_id: str) -> bool:
+        self._key_version = None  # our own writes do not move data_version
         now = time.time()
         cur = await self._run(lambda c: c.execute(
             "UPDATE veena_api_keys SET revoked = 1, revoked_at = COALESCE(revoked_at, ?), "

@@ -59,7 +59,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     sqlite_path: str | None = None
     """Default: $VEENA_DATA_DIR/veena.db."""
     refresh_seconds: float = 30.0
-    """How often each process reloads all keys (revocations apply within this)."""
+    """How often each process reloads all keys regardless of changes."""
+    change_poll_seconds: float = 0.25
+    """How often each process asks the store whether a key was created or revoked (one small
+    query; on SQLite only after ``PRAGMA data_version`` moved); a change reloads the keys."""
     required_scope: str | None = "tts"
     """Scope a key needs to synthesize ("*" in a key's scopes grants all); None: any key."""
     migrate: bool = True
@@ -78,8 +81,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}")
-        if self.refresh_seconds <= 0:
-            raise ValueError("refresh_seconds must be positive")
+        if self.refresh_seconds <= 0 or self.change_poll_seconds <= 0:
+            raise ValueError("refresh_seconds and change_poll_seconds must be positive")
         if self.hold_lease_seconds < 4:
             raise ValueError("hold_lease_seconds must be at least 4")
 
@@ -116,7 +119,7 @@ class Auth:
             log.info("auth is off: every request is admitted anonymously")
             return
         cfg = self.config
-        self.cache = KeyCache(self.db, cfg.refresh_seconds)
+        self.cache = KeyCache(self.db, cfg.refresh_seconds, poll_seconds=cfg.change_poll_seconds)
         spool = Path(cfg.spool_dir) if cfg.spool_dir else data_dir() / "spool"
         self.settlements = DurableQueue("settlements", self._write_settlements, UsageRow, spool,
                                         batch_size=50, flush_interval=0.05)

@@ -3,7 +3,11 @@
 A request's key is looked up in a dict (microseconds). A key not in the cache is fetched from
 the store once (concurrent misses for one hash share the fetch) and then cached; an unknown
 hash is remembered as unknown until the next reload, so a flood of bad keys cannot flood the
-database. A reload replaces the whole view, so a revocation takes effect within one interval.
+database. A reload replaces the whole view. Between the periodic reloads the store's
+``key_version`` (a small aggregate over the keys table; on SQLite only read after
+``PRAGMA data_version`` moved) is polled every ``poll_seconds``, and a change (a key created,
+revoked or deleted by any process) reloads at once: key changes reach every process sharing
+the store within about ``poll_seconds`` plus one reload.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ MISS = object()
 
 
 class KeyCache:
-    def __init__(self, db: Database, refresh_seconds: float = 30.0, max_unknown: int = 100_000) -> None:
+    def __init__(self, db: Database, refresh_seconds: float = 30.0, max_unknown: int = 100_000,
+                 poll_seconds: float = 0.25) -> None:
         self.db = db
         self.refresh_seconds = refresh_seconds
+        self.poll_seconds = poll_seconds
+        self._version: object = None
         self.max_unknown = max_unknown
         self.by_hash: dict[str, ApiKey] = {}
         self.by_id: dict[str, ApiKey] = {}
@@ -29,7 +36,7 @@ class KeyCache:
         """True once one reload succeeded (until then nothing is known)."""
         self.refreshed_at: float | None = None
         self.stats = {"hits": 0, "misses": 0, "store_lookups": 0, "refreshes": 0,
-                      "refresh_errors": 0}
+                      "refresh_errors": 0, "change_reloads": 0}
         self._unknown: set[str] = set()
         self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -40,7 +47,9 @@ class KeyCache:
         return bool(self.by_hash)
 
     async def refresh(self) -> None:
+        version = await self.db.key_version()  # before the read: a change during it reloads
         keys = await self.db.list_keys()
+        self._version = version
         self.by_hash = {k.key_hash: k for k in keys}
         self.by_id = {k.id: k for k in keys}
         self._unknown = set()
@@ -110,11 +119,22 @@ class KeyCache:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    async def _changed(self) -> bool:
+        """Whether the store's key version moved since the last reload."""
+        version = await self.db.key_version()
+        return version is not None and version != self._version
+
     async def _run(self) -> None:
         while True:
             # Until the first load succeeds, retry sooner: requests wait on it.
-            await asyncio.sleep(self.refresh_seconds if self.loaded else min(2.0, self.refresh_seconds))
+            await asyncio.sleep(self.poll_seconds if self.loaded else min(2.0, self.refresh_seconds))
             try:
+                due = self.refreshed_at is None or \
+                    time.monotonic() - self.refreshed_at >= self.refresh_seconds
+                if not due and not await self._changed():
+                    continue
+                if not due:
+                    self.stats["change_reloads"] += 1
                 await self.refresh()
             except StoreUnavailable as exc:
                 self._log_error("key store unavailable; keeping the cached keys: %s", exc)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from litestar import Request, Response, get
 from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath
 
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
@@ -47,7 +48,7 @@ async def index(request: Request) -> Response[bytes]:
 
 
 @get("/page/{name:str}", include_in_schema=False)
-async def asset(name: str) -> Response[bytes]:
+async def asset(name: FromPath[str]) -> Response[bytes]:
     """One of the page's own files; any other name is 404."""
     media_type = ASSETS.get(name)
     if media_type is None:

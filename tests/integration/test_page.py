@@ -18,7 +18,11 @@ import av
 import httpx
 import numpy as np
 import pytest
+from litestar.testing import TestClient
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from veena.platform.app import create_app
+from veena.platform.config import VeenaConfig
 
 from tests.conftest import Server
 
@@ -231,3 +235,14 @@ def test_speak_as_you_type_over_the_websocket(loaded: Loaded) -> None:
     page.click("#stop")
     page.wait_for_selector("#status[data-state='idle']", state="attached", timeout=TIMEOUT_MS)
     assert loaded.errors == []
+
+
+@pytest.mark.parametrize(("disable", "status", "ws"), [
+    ([], 200, b'<body data-ws="1">'), (["websocket"], 200, b'<body data-ws="">'),
+    (["page"], 404, None)])
+def test_the_page_offers_the_websocket_only_where_the_app_serves_it(disable, status, ws) -> None:
+    with TestClient(create_app(VeenaConfig(disable=disable))) as client:
+        resp = client.get("/")
+        assert resp.status_code == status
+        if ws is not None:
+            assert ws in resp.content and resp.headers["content-type"].startswith("text/html")

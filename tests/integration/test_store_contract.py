@@ -135,6 +135,33 @@ def test_revoke(make_db):
     run(make_db, body)
 
 
+def test_key_version_moves_on_key_changes_not_on_credit_use(make_db):
+    async def body(db):
+        if db.name == "supabase":
+            assert await db.key_version() is None  # no probe: the 30 s reload applies
+            return
+        other = make_db()  # another process's connection (SQLite: data_version moves)
+        await other.open()
+        try:
+            v0 = await db.key_version()
+            _, key = new_key(owner(), credits=50)
+            await other.create_key(key)
+            v1 = await db.key_version()
+            assert v1 != v0
+            assert (await other.reserve(key.id, "h_v_" + uuid.uuid4().hex[:6], 5, "r")).ok
+            await other.add_credits(key.id, 3)
+            assert await db.key_version() == v1  # credit use is not a key change
+            await other.revoke_key(key.id)
+            v2 = await db.key_version()
+            assert v2 != v1
+            _, mine = new_key(owner())
+            await db.create_key(mine)  # its own write too
+            assert await db.key_version() != v2
+        finally:
+            await other.close()
+    run(make_db, body)
+
+
 def test_add_credits(make_db):
     async def body(db):
         _, key = new_key(owner())  # unmetered

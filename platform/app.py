@@ -27,7 +27,7 @@ from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
 from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, ModelInfo, ModelList,
-                                    SpeechRequest, VoiceInfo)
+                                    SpeechRequest)
 
 log = logging.getLogger("veena.app")
 
@@ -152,12 +152,6 @@ async def health(request: Request) -> Response[Health]:
                     headers={} if ready else {"Cache-Control": "no-cache"})
 
 
-@get("/v1/voices", summary="The voices this server speaks with")
-async def voices(request: Request) -> list[VoiceInfo]:
-    return [VoiceInfo(s.name, s.aliases, s.languages, s.gender, s.description)
-            for s in _pipeline(request).runtime.speakers]
-
-
 @get("/v1/formats", summary="Output formats, their aliases and sample rates")
 async def formats(request: Request) -> list[FormatInfo]:
     rt = _pipeline(request).runtime
@@ -214,8 +208,8 @@ def create_app(config: VeenaConfig | None = None, *,
     """
     runtime = build_runtime(config or load_config(), extra=plugins)
     pipeline = Pipeline(runtime)
-    handlers = plugin_routes(runtime, core=[generate, openai_speech, models, health, voices,
-                                             formats, metrics])
+    handlers = plugin_routes(runtime, core=[generate, openai_speech, models, health, formats,
+                                             metrics])
     routes = frozenset(path for h in handlers for path, _ in route_keys(h))
 
     async def startup(app: Litestar) -> None:

@@ -173,6 +173,23 @@ def veena_authenticate(request: RequestInfo, runtime: Runtime) -> Principal | Aw
 
 
 @hookspec(firstresult=True)
+def veena_resolve_speaker(name: str, principal: Principal | None,
+                          runtime: Runtime) -> Speaker | None:
+    """Finds the voice a request names when it is not (only) in the speaker catalog.
+
+    :param name: the request's ``speaker`` / ``voice`` / ``voice_id`` (or the default speaker).
+    :param principal: who is calling (None when anonymous): voices may belong to one caller.
+    :param runtime: the application runtime.
+    :return: a ``veena.speakers.Speaker`` to speak with, or None to leave ``name`` to the
+        catalog (which answers 400 ``unknown_speaker`` for names it lacks). Synchronous (the
+        pipeline prepares a request without awaiting); raise ``VeenaError`` to reject.
+
+    Called once per request while it is prepared, before the catalog is asked (selection:
+    first non-None result).
+    """
+
+
+@hookspec(firstresult=True)
 def veena_normalize_text(text: str, job: Job, runtime: Runtime) -> str | None:
     """Turns the request text into what the voice should read.
 

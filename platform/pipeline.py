@@ -91,7 +91,9 @@ class Pipeline:
             raise VeenaError("text_too_long", f"text has {len(text)} characters; the limit is "
                              f"{cfg.server.max_text_chars}", 400, param="text",
                              max_chars=cfg.server.max_text_chars)
-        speaker = rt.speakers.resolve(req.speaker or cfg.defaults.speaker)
+        name = req.speaker or cfg.defaults.speaker
+        speaker = (self.hook.veena_resolve_speaker(name=name, principal=principal, runtime=rt)
+                   or rt.speakers.resolve(name))
         synthesizer = rt.synthesizers.get(cfg.stages.synthesizer)
         output = self._output(req, synthesizer.sample_rate)
         self._check_language(req.language)

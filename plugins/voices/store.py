@@ -1,0 +1,208 @@
+"""Where cloned voices live: one small table (``veena_voices``) in the auth plugin's database.
+
+Global tokens and metadata only, never the clip. The API is synchronous so that speaker
+resolution (``veena_resolve_speaker``, called from the synchronous ``Pipeline.prepare``) can read
+it; async routes call it through ``asyncio.to_thread``. There is no cache: every lookup reads
+the database, so every process on one database sees a created, changed or deleted voice at once.
+
+- SQLite (default): one ``sqlite3`` connection (WAL) behind a lock; a lookup is a local read.
+- PostgreSQL (``DATABASE_URL``): asyncpg (the only driver installed) on a private event loop in a
+  daemon thread; a synchronous call waits for its query there.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+COLUMNS = ("id", "owner", "name", "description", "languages", "gender", "global_tokens",
+           "created_at", "updated_at")
+SCHEMA = ("CREATE TABLE IF NOT EXISTS veena_voices (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+          "name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', languages TEXT NOT NULL "
+          "DEFAULT '[]', gender TEXT NOT NULL DEFAULT '', global_tokens TEXT NOT NULL, "
+          "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+          "CREATE INDEX IF NOT EXISTS veena_voices_owner ON veena_voices (owner)")
+EDITABLE = ("name", "description", "languages", "gender")
+SCHEMA_LOCK = 0x766F696365  # pg_advisory_xact_lock key: "voice"
+
+
+class VoiceRecord(msgspec.Struct, kw_only=True):
+    """One cloned voice as stored."""
+
+    id: str
+    owner: str
+    name: str
+    description: str = ""
+    languages: tuple[str, ...] = ()
+    gender: str = ""
+    global_tokens: tuple[int, ...]
+    created_at: float
+    updated_at: float
+
+
+def _row(values: tuple | Any) -> VoiceRecord:
+    v = dict(zip(COLUMNS, tuple(values)))
+    v["languages"] = tuple(json.loads(v["languages"]))
+    v["global_tokens"] = tuple(json.loads(v["global_tokens"]))
+    return VoiceRecord(**v)
+
+
+def _values(rec: VoiceRecord) -> tuple:
+    return (rec.id, rec.owner, rec.name, rec.description, json.dumps(list(rec.languages)),
+            rec.gender, json.dumps(list(rec.global_tokens)), rec.created_at, rec.updated_at)
+
+
+class VoiceStore(abc.ABC):
+    """Owner-scoped CRUD: another owner's voice is invisible (``None`` / ``False``)."""
+
+    name = "?"
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connects and creates the table when it is missing."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        """Runs one statement (``?`` placeholders); rows when ``fetch``."""
+
+    def create(self, rec: VoiceRecord) -> None:
+        self._execute(f"INSERT INTO veena_voices ({', '.join(COLUMNS)}) VALUES "
+                      f"({', '.join('?' * len(COLUMNS))})", _values(rec), False)
+
+    def get(self, voice_id: str, owner: str) -> VoiceRecord | None:
+        rows = self._execute(f"SELECT {', '.join(COLUMNS)} FROM veena_voices "
+                             "WHERE id = ? AND owner = ?", (voice_id, owner), True)
+        return _row(rows[0]) if rows else None
+
+    def list(self, owner: str) -> list[VoiceRecord]:
+        rows = self._execute(f"SELECT {', '.join(COLUMNS)} FROM veena_voices WHERE owner = ? "
+                             "ORDER BY created_at, id", (owner,), True)
+        return [_row(r) for r in rows]
+
+    def update(self, voice_id: str, owner: str, changes: dict[str, Any]) -> VoiceRecord | None:
+        """Sets the ``EDITABLE`` fields in ``changes``; the voice after it, None when unknown."""
+        sets = {k: (json.dumps(list(v)) if k == "languages" else v)
+                for k, v in changes.items() if k in EDITABLE}
+        sets["updated_at"] = time.time()
+        rows = self._execute(
+            f"UPDATE veena_voices SET {', '.join(f'{k} = ?' for k in sets)} "
+            f"WHERE id = ? AND owner = ? RETURNING {', '.join(COLUMNS)}",
+            (*sets.values(), voice_id, owner), True)
+        return _row(rows[0]) if rows else None
+
+    def delete(self, voice_id: str, owner: str) -> bool:
+        rows = self._execute("DELETE FROM veena_voices WHERE id = ? AND owner = ? RETURNING id",
+                             (voice_id, owner), True)
+        return bool(rows)
+
+
+class SqliteVoiceStore(VoiceStore):
+    name = "sqlite"
+
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=self.busy_timeout_s)
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in SCHEMA:
+            conn.execute(statement)
+        self._conn = conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("the voice store is closed")
+            cur = self._conn.execute(sql, args)
+            return cur.fetchall() if fetch else []
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class PostgresVoiceStore(VoiceStore):
+    name = "postgres"
+
+    def __init__(self, dsn: str, timeout_s: float = 10.0) -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="veena-voices-pg",
+                                        daemon=True)
+        self._pool: Any = None
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout_s)
+
+    def open(self) -> None:
+        import asyncpg
+
+        self._thread.start()
+
+        async def connect() -> Any:
+            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4,
+                                             command_timeout=self.timeout_s)
+            async with pool.acquire() as conn, conn.transaction():
+                # Two processes starting at once would race on CREATE TABLE IF NOT EXISTS.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                for statement in SCHEMA:
+                    await conn.execute(statement)
+            return pool
+
+        self._pool = self._call(connect())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._call(self._pool.close())
+            self._pool = None
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        if self._pool is None:
+            raise RuntimeError("the voice store is closed")
+        n = iter(range(1, len(args) + 1))
+        query = _PLACEHOLDER.sub(lambda _: f"${next(n)}", sql)
+
+        async def run() -> list[tuple]:
+            async with self._pool.acquire() as conn:
+                if fetch:
+                    return [tuple(r.values()) for r in await conn.fetch(query, *args)]
+                await conn.execute(query, *args)
+                return []
+
+        return self._call(run())
+
+
+def open_store(backend: str, sqlite_path: Path, dsn: str | None) -> VoiceStore:
+    """A connected store: PostgreSQL for ``backend`` "postgres" (``dsn``), else SQLite."""
+    store: VoiceStore = (PostgresVoiceStore(dsn) if backend == "postgres" and dsn
+                         else SqliteVoiceStore(sqlite_path))
+    store.open()
+    return store

@@ -111,7 +111,14 @@ def test_page_loads_offline_with_no_console_errors(browser: Browser, server: Ser
         index = httpx.get(server.url + "/", timeout=10)
         assert "default-src 'none'" in index.headers["content-security-policy"]
         assert httpx.get(server.url + "/page/nothing.js", timeout=10).status_code == 404
-        # the policy lets the page open its own WebSocket
+        # the policy lets the page play its own streams (blob: media for MediaSource, Web Audio)
+        for fmt in ("mp3", "opus"):
+            page.page.select_option("#format", fmt)
+            page.page.click("#speak")
+            page.page.wait_for_selector("#status[data-state='done']", state="attached",
+                                        timeout=TIMEOUT_MS)
+        assert page.errors == [] and page.page.is_hidden("#error")
+        # and open its own WebSocket
         page.page.check("#ws-mode")
         page.page.wait_for_selector("#status[data-state='listening']", state="attached",
                                     timeout=TIMEOUT_MS)

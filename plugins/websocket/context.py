@@ -34,6 +34,8 @@ class Stats:
     bytes: int = 0
     request_ids: list[str] = field(default_factory=list)
     first_audio: float | None = None
+    credits_remaining: str | None = None
+    """The key's balance after the last segment, where the auth plugin reports one."""
 
 
 class Context:
@@ -144,7 +146,8 @@ class Context:
         await self._send_event({
             "type": "done", "context_id": self.id, "outcome": outcome,
             "audio_seconds": round(s.samples / s.rate, 4) if s.rate else 0.0,
-            "bytes": s.bytes, "request_ids": s.request_ids})
+            "bytes": s.bytes, "request_ids": s.request_ids,
+            **({"credits_remaining": int(s.credits_remaining)} if s.credits_remaining else {})})
 
     async def _pcm(self) -> AsyncIterator[PCM]:
         """The PCM of every segment in order, each from its own pipeline job."""
@@ -166,6 +169,9 @@ class Context:
                     self.stats.samples += len(samples)
                     await self._keep_pace(rate)
                     yield PCM(samples, rate)
+            remaining = job.extra_headers.get("X-Credits-Remaining")
+            if remaining is not None:
+                self.stats.credits_remaining = remaining
             if self.start.timestamps:
                 await self._send_event({
                     "type": "alignment", "context_id": self.id, "request_id": job.request_id,

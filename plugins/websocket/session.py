@@ -48,6 +48,8 @@ class Session:
         self.output: OutputFormat | None = None
         self.principal: Principal | None = None
         self._jobs = 0
+        self._cancels: set[asyncio.Task[None]] = set()
+        """Cancellations under way (their contexts left ``contexts``; ``done`` still to come)."""
         self._out: deque[tuple[str, bytes | None, Context | None, int]] = deque()
         self._unsent = 0
         self._wake = asyncio.Event()
@@ -124,6 +126,7 @@ class Session:
         finally:
             for ctx in list(self.contexts.values()):
                 await ctx.cancel()
+            await asyncio.gather(*self._cancels, return_exceptions=True)
             if code and not writer.done():
                 try:
                     await asyncio.wait_for(self._drain_out(), self.cfg.close_drain_s)
@@ -227,7 +230,9 @@ class Session:
             for cid in targets:
                 ctx = self.contexts.pop(cid, None)
                 if ctx is not None:
-                    asyncio.get_running_loop().create_task(ctx.cancel())
+                    task = asyncio.get_running_loop().create_task(ctx.cancel())
+                    self._cancels.add(task)
+                    task.add_done_callback(self._cancels.discard)
 
     def _context(self, cid: str) -> Context:
         ctx = self.contexts.get(cid)
@@ -258,7 +263,7 @@ class Session:
         return f"{self.request_id}-{self._jobs}"
 
     async def _finish_all(self) -> None:
-        tasks = [c.task for c in self.contexts.values()]
+        tasks = [c.task for c in self.contexts.values()] + list(self._cancels)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 

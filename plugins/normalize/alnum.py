@@ -24,15 +24,20 @@ def _part(p: str, lang: str) -> str:
     return numbers.cardinal(int(p), lang)
 
 
-def _dotted(m: re.Match[str], ctx: Context) -> str:
-    words = f" {DOT[ctx.lang]} ".join(_part(p, ctx.lang) for p in group(m, "dot", "n").split("."))
-    return f"{VERSION[ctx.lang]} {words}" if group(m, "dot", "v") else words
+def _dotted(m: re.Match[str], ctx: Context, last: int) -> str | tuple[str, int]:
+    """Anchored at the first digit; a ``v`` just before it (v2.0.1) is read as "version"."""
+    words = f" {DOT[ctx.lang]} ".join(_part(p, ctx.lang) for p in m.group().split("."))
+    s = m.start()
+    if s > last and m.string[s - 1] in "vV" and (s < 2 or not m.string[s - 2].isalnum()):
+        return f"{VERSION[ctx.lang]} {words}", s - 1
+    return words
 
 
 DOTTED = Rule(
     "dot",
-    rf"(?<![\w.,\-])(?P<dot_v>[vV](?=\d))?(?P<dot_n>\d+(?:\.\d+){{2,}})(?![\d]|\.\d){NOT_ADDRESS}",
-    _dotted, guard=r"[vV]?\d+\.\d+\.\d")
+    rf"(?:(?<=[vV])|(?<![\w.,\-]))\d+(?:\.\d+){{2,}}(?![\d]|\.\d){NOT_ADDRESS}",
+    _dotted, back=True, guard=r"\d+\.\d+\.\d", first="0-9")
+
 
 # --- Roman numerals --------------------------------------------------------------------------
 

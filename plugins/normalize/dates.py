@@ -70,7 +70,7 @@ NUMERIC_DATE = Rule(
     rf"{START}(?:(?P<date_iy>\d{{4}})-(?P<date_im>[01]\d)-(?P<date_id>[0-3]\d)"
     r"|(?P<date_a>\d{1,2})(?P<date_sep>[/.\-])(?P<date_b>\d{1,2})(?P=date_sep)"
     r"(?P<date_y>\d{4}|\d{2}))(?![\d])",
-    _numeric, guard='\\d{1,4}[/.\\-]\\d')
+    _numeric, guard='\\d{1,4}[/.\\-]\\d', first="0-9")
 
 
 _SENTENCE_GOES_ON = re.compile(r"\s+[a-z0-9]")
@@ -196,7 +196,7 @@ TIME = Rule(
     r"| ?(?P<time_te>గంట(?:లకు|కు|కి|లు|లో|ల)?)(?![\u0C00-\u0C7F]))?"
     rf"|(?P<time_h2>[01]?\d)\.(?P<time_m2>[0-5]\d) ?(?P<time_ap2>{_AMPM})"
     rf"|(?P<time_h3>1[0-2]|0?[1-9]) ?(?P<time_ap3>{_AMPM}))",
-    _time, guard='\\d{1,2}(?:[:.]\\d\\d| ?[AaPp])')
+    _time, guard='\\d{1,2}(?:[:.]\\d\\d| ?[AaPp])', first="0-9")
 
 _TO = {"en": "to", "hi": "से", "te": "నుండి"}
 
@@ -248,7 +248,8 @@ TIME_RANGE = Rule(
     rf"(?::[0-5]\d)? ?{_AMPM}))\s?[-–—]\s?"
     rf"(?P<trng_b>(?:[01]?\d|2[0-3]):[0-5]\d(?: ?(?P<trng_ap>{_AMPM}))?"
     rf"|(?:1[0-2]|0?[1-9]) ?(?P<trng_bap>{_AMPM}))(?![\d:])(?: ?बजे(?![\u0900-\u097F]))?",
-    _time_range, guard=r"\d{1,2}(?::\d\d)? ?(?:[AaPp]\.?\s?[Mm]\.?)?\s?[-–—]\s?\d")
+    _time_range, guard=r"\d{1,2}+(?::\d\d)?+ ?+(?:[AaPp]\.?\s?[Mm]\.?)?+\s?+[-–—]",
+    first="0-9")
 
 def _range(m: re.Match[str], ctx: Context) -> str:
     a, b = group(m, "rng", "a"), group(m, "rng", "b")
@@ -266,6 +267,6 @@ def _range(m: re.Match[str], ctx: Context) -> str:
 
 
 RANGE = Rule("rng", rf"{START}(?P<rng_a>\d+(?:\.\d+)?) ?[-–—] ?(?P<rng_b>\d+(?:\.\d+)?)(?![\d])",
-             _range, guard=r"[\d.]+ ?[-–—] ?\d")
+             _range, guard=r"[\d.]+ ?[-–—] ?\d", first="0-9")
 
 __all__ = ["NUMERIC_DATE", "NAMED_DATE", "TIME", "TIME_RANGE", "RANGE", "looks_like_year"]

@@ -151,7 +151,7 @@ def _ordinal(m: re.Match[str], ctx: Context) -> str:
 ORDINAL = Rule("ord", rf"{START}(?P<ord_n>\d{{1,9}})(?:(?P<ord_en>st|nd|rd|th)(?![A-Za-z])"
                       r"|(?P<ord_hi>वाँ|वां|वीं|वी|वें|वे|ला|ली|ले|रा|री|रे|था|थी|थे|ठा|ठी|ठे)"
                       r"(?![\u0900-\u097F])|(?P<ord_te>వ)(?![\u0C00-\u0C7F]))", _ordinal,
-               guard="\\d+[snrtवलरथठవ]")
+               guard="\\d+[snrtवलरथठవ]", first="0-9")
 
 _FRACTIONS = {
     "en": {(1, 2): "one half", (1, 4): "one quarter", (3, 4): "three quarters",
@@ -208,7 +208,7 @@ def _plural(word: str) -> bool:
     return word.endswith("s") and not word.endswith(("ss", "us", "is"))
 
 
-def _fraction(m: re.Match[str], ctx: Context) -> str:
+def speak_fraction(m: re.Match[str], ctx: Context) -> str:
     if v := group(m, "frac", "v"):
         a, b = map(int, VULGAR[v].split("/"))
     else:
@@ -221,9 +221,10 @@ def _fraction(m: re.Match[str], ctx: Context) -> str:
     return fraction_words(int(whole) if whole else None, a, b, ctx.lang)
 
 
-FRACTION = Rule("frac", rf"(?:{START}(?P<frac_whole>\d+) ?)?(?:(?P<frac_v>[½¼¾⅓⅔])|{START}"
-                        r"(?P<frac_a>\d{1,2})/(?P<frac_b>\d{1,2})(?![\d/]))", _fraction,
-                guard=r"[½¼¾⅓⅔]|\d+ ?[½¼¾⅓⅔]|\d{1,2}/\d|\d+ \d{1,2}/\d")
+FRACTION_PATTERN = (rf"(?:{START}(?P<frac_whole>\d+) ?)?(?:(?P<frac_v>[½¼¾⅓⅔])|{START}"
+                    r"(?P<frac_a>\d{1,2})/(?P<frac_b>\d{1,2})(?![\d/]))")
+"""A fraction (½, 3/4, 2 1/2); units.FRACTION adds the unit that may follow it."""
+FRACTION_GUARD = r"[½¼¾⅓⅔]|\d+ ?[½¼¾⅓⅔]|\d{1,2}/\d|\d+ \d{1,2}/\d"
 
 
 def _decade(m: re.Match[str], ctx: Context) -> str:
@@ -233,7 +234,7 @@ def _decade(m: re.Match[str], ctx: Context) -> str:
 
 
 DECADE = Rule("dec", rf"{START}(?P<dec_n>1[0-9]{{2}}0|20[0-9]0|[1-9]0)'?s(?![A-Za-z])", _decade,
-              guard=r"\d+'?s")
+              guard=r"\d+'?s", first="0-9")
 
 
 def _digits_left(m: re.Match[str], ctx: Context) -> str:

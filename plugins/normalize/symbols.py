@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from veena.plugins.normalize.rules import Context, Rule
+from veena.plugins.normalize.web import MARKS
 
 WORDS = {
     "&": {"en": "and", "hi": "और", "te": "మరియు"},
@@ -50,6 +51,6 @@ def _run(m: re.Match[str], ctx: Context) -> str:
 
 RUN = Rule("run", r"[$₹€£¥](?=[$₹€£¥])|[$₹€£¥](?<=[$₹€£¥][$₹€£¥])(?!\s?\d)"
                   r"|[=+@&%~^#|<>_*/\\\-–—$₹€£¥]{3,}(?!\s?\d)|(?P<run_c>[=~^#|_*<>])(?P=run_c)+",
-           _run, guard=r"[$₹€£¥=+@&%~^#|<>_*/\\\-–—]")
+           _run, guard=r"[$₹€£¥=+@&%~^#|<>_*/\\\-–—]", first=MARKS)
 """A currency sign doubled (``$$$5``: only the last one is read, with its amount), a run of three
 or more symbols (dividers, cartoon swearing ``#$%&``, ``-->``), a doubled mark (``==``, ``##``)."""

@@ -6,8 +6,8 @@ import re
 import unicodedata
 
 from veena.plugins.normalize import numbers
-from veena.plugins.normalize.numerals import AMOUNT, SIGNED, START, VULGAR, Amount, \
-    en_fraction_of, fraction_words, number_words
+from veena.plugins.normalize.numerals import AMOUNT, FRACTION_GUARD, FRACTION_PATTERN, SIGNED, \
+    VULGAR, Amount, en_fraction_of, fraction_words, number_words, speak_fraction
 from veena.plugins.normalize.rules import Context, Rule, group, word_before
 
 # symbol -> (English singular, English plural, Hindi, Telugu singular, Telugu plural)
@@ -137,14 +137,16 @@ DIMENSIONS = Rule(
     _dimensions, guard=r"[\d.]+ ?[x×] ?\d")
 
 
-def _fraction_unit(m: re.Match[str], ctx: Context) -> str:
+def _fraction(m: re.Match[str], ctx: Context) -> str:
     """½ kg -> half a kilogram / आधा किलोग्राम / అర కిలోగ్రాము; 1½ kg -> one and a half
-    kilograms / डेढ़ किलोग्राम / ఒకటిన్నర కిలోగ్రాములు."""
-    raw = group(m, "fu", "v") or f"{group(m, 'fu', 'a')}/{group(m, 'fu', 'b')}"
+    kilograms / डेढ़ किलोग्राम / ఒకటిన్నర కిలోగ్రాములు; with no unit, ``speak_fraction``."""
+    unit = group(m, "frac", "u")
+    if unit is None:
+        return speak_fraction(m, ctx)
+    raw = group(m, "frac", "v") or f"{group(m, 'frac', 'a')}/{group(m, 'frac', 'b')}"
     a, b = map(int, VULGAR.get(raw, raw).split("/"))
-    unit = group(m, "fu", "u")
     unit = unit if unit in UNITS else "sq ft"
-    whole = group(m, "fu", "w")
+    whole = group(m, "frac", "whole")
     en1, en2, hi, te1, te2 = UNITS[unit]
     if whole is None:
         if ctx.lang == "en":
@@ -154,8 +156,8 @@ def _fraction_unit(m: re.Match[str], ctx: Context) -> str:
     return f"{words} {en2 if ctx.lang == 'en' else hi if ctx.lang == 'hi' else te2}"
 
 
-FRACTION_UNIT = Rule(
-    "fu",
-    rf"(?:{START}(?P<fu_w>\d+) ?)?(?:(?P<fu_v>[½¼¾⅓⅔])|{START}(?P<fu_a>[12])/(?P<fu_b>[234])"
-    rf"(?<!2/2)(?<!2/4)) ?(?P<fu_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF])",
-    _fraction_unit, guard=r"[\d½¼¾⅓⅔]")
+FRACTION = Rule(
+    "frac",
+    rf"{FRACTION_PATTERN}(?: ?(?P<frac_u>{_UNIT}|sq\.? ?ft)(?![\w\u0900-\u0DFF]))?",
+    _fraction, guard=FRACTION_GUARD)
+"""Fractions, and the unit after one (one rule: a second would cost every digit a try)."""

@@ -73,9 +73,12 @@ def _url(m: re.Match[str], ctx: Context, last: int) -> tuple[str, int] | None:
 
 
 _PATH = r"[^\s<>\"'()\[\]\ue000]*[^\s<>\"'()\[\].,;:!?\ue000]"
-EMAIL = Rule("mail", r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?<![.-])", _mail, back=True)
+MARKS = "@:.$₹€£¥=+&%~^#|<>_*/\\\\\\-–—"
+"""What an address or a run of symbols starts with: the first three rules share a lookahead."""
+EMAIL = Rule("mail", r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?<![.-])", _mail, back=True,
+             first=MARKS)
 URL = Rule(
     "url",
     rf"(?P<url_scheme>://){_PATH}"
     rf"|\.(?:{TLDS})(?:\.[a-z]{{2}})?(?![\w@-])(?:/{_PATH}|/)?",
-    _url, back=True)
+    _url, back=True, first=MARKS)

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from veena.platform.db import chosen_backend, data_dir
+from veena.platform.db import BACKENDS, chosen_backend, data_dir
 from veena.platform.errors import ConfigError, VeenaError
 from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Principal
@@ -51,6 +51,13 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_clip_seconds: float = 60.0
     device: str = "cpu"
     """Where the speaker encoder runs."""
+
+    def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}")
+        if self.max_clip_bytes < 1 or not 0 < self.min_clip_seconds < self.max_clip_seconds:
+            raise ValueError("max_clip_bytes must be positive and "
+                             "0 < min_clip_seconds < max_clip_seconds")
 
 
 class Voices:

@@ -174,7 +174,11 @@ class PostgresVoiceStore(VoiceStore):
                     await conn.execute(statement)
             return pool
 
-        self._pool = self._call(connect())
+        try:
+            self._pool = self._call(connect())
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._pool is not None:

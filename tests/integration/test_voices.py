@@ -1,5 +1,5 @@
 """Cloned voices over HTTP on real servers on loopback (``plugins/voices``): clone from eSpeak NG
-speech made by our own server, list, synthesize with it on the tiny random Veena3 checkpoint,
+speech made by our own server, list, synthesize with it on the tiny random Veena3 checkpoint (HTTP, OpenAI, WebSocket),
 rename, delete; every bad clip; the eSpeak server refusing a cloned voice with a 400 naming
 ``spark``; ownership with two keys and two server processes on one PostgreSQL."""
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
+from tests.integration.test_websocket import speak
 from veena.platform.db.postgres import PostgresDatabase
 from veena.plugins.auth.keys import new_key
 
@@ -118,6 +119,8 @@ def test_clone_list_speak_rename_delete(spark, clip):
     resp = httpx.post(spark.url + "/v1/audio/speech", json={
         "model": "veena", "input": "Hi.", "voice": vid, "response_format": "pcm"}, timeout=120)
     assert resp.status_code == 200 and resp.content, resp.text
+    got = asyncio.run(speak(spark, "Hi there.", voice=vid, format="pcm", max_tokens=20, seed=1))
+    assert got.ready["voice"] == vid and any(got.audio.values()), got.events
 
     resp = httpx.patch(f"{spark.url}/v1/voices/{vid}",
                        json={"name": "Asha 2", "languages": "te"}, timeout=10)

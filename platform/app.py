@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from veena.platform import lifecycle
+from veena.platform import lifecycle, openapi
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import VeenaError, invalid_choice
@@ -214,6 +214,7 @@ def create_app(config: VeenaConfig | None = None, *,
 
     async def startup(app: Litestar) -> None:
         await lifecycle.start(runtime)  # nothing to do when a deployment started it already
+        openapi.describe(app, runtime)  # the schema's choices exist once plugins are loaded
         lifecycle.mark_ready(runtime)
 
     async def shutdown(app: Litestar) -> None:

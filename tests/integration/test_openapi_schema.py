@@ -1,0 +1,74 @@
+"""``/schema`` tells the truth: schemathesis generates requests from it against a real server
+and checks every answer (no 5xx, a documented status and content type, a body matching the
+documented schema, SSE events included). Bounded: 20 examples per operation and mode."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (content_type_conformance,
+                                               response_schema_conformance,
+                                               status_code_conformance)
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+MAX_TEXT = 80
+"""Small synthesis requests: the schema's ``maxLength`` follows ``server.max_text_chars``."""
+SYNTHESIS = ("POST /v1/tts/generate", "POST /v1/audio/speech")
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory):
+    from tests.conftest import Server
+
+    srv = Server(f"[server]\nmax_text_chars = {MAX_TEXT}\n", tmp_path_factory.mktemp("openapi"))
+    yield srv.url
+    srv.stop()
+
+
+def test_schema_documents_real_bodies(url: str) -> None:
+    doc = httpx.get(url + "/schema/openapi.json", timeout=10).json()
+    gen = doc["paths"]["/v1/tts/generate"]["post"]["responses"]
+    assert {"audio/wav", "audio/mpeg", "audio/flac"} <= set(gen["200"]["content"])
+    assert "application/json" not in gen["200"]["content"]
+    speech = doc["paths"]["/v1/audio/speech"]["post"]["responses"]
+    assert "text/event-stream" in speech["200"]["content"]
+    for status in ("400", "401", "402", "413", "429", "431", "503"):
+        assert gen[status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorBody"}, status
+    props = doc["components"]["schemas"]["GenerateRequest"]["properties"]
+    formats = httpx.get(url + "/v1/formats", timeout=10).json()
+    assert {f["name"] for f in formats} <= set(props["format"]["anyOf"][0]["enum"])
+    assert props["text"]["maxLength"] == MAX_TEXT
+    assert "/metrics" not in doc["paths"]
+
+
+def test_schemathesis_finds_no_violation(url: str) -> None:
+    schema = schemathesis.openapi.from_url(url + "/schema/openapi.json")
+    statuses: Counter[tuple[str, int]] = Counter()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= set(SYNTHESIS)
+    for op in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            @settings(max_examples=20, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(case=op.as_strategy(generation_mode=mode))
+            def run(case: schemathesis.Case) -> None:
+                response = case.call_and_validate(base_url=url, checks=CHECKS, timeout=30)
+                statuses[op.label, response.status_code] += 1
+
+            try:
+                run()
+            except Unsatisfiable:
+                # No invalid request exists for an operation without inputs.
+                assert mode is GenerationMode.NEGATIVE, op.label
+    # Generated requests are mostly valid ones: the enums make them so.
+    for label in SYNTHESIS:
+        assert statuses[label, 200] >= 10, (label, statuses)

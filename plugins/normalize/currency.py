@@ -112,4 +112,5 @@ CURRENCY = Rule(
     rf"(?:(?<![A-Za-z\u0900-\u0DFF])(?P<cur_pre>{_PREFIX})\s?(?P<cur_amt>{AMOUNT})"
     rf"(?:\s?[-–]\s?(?:{_PREFIX})?\s?(?P<cur_to>{AMOUNT}))?{_TAIL}"
     rf"|{START}(?P<cur_amt2>{AMOUNT})\s?(?P<cur_post>{_SUFFIX})(?![\w]))",
-    _speak, guard='\\D|[\\d,.]+ ?(?:₹|Rs|INR|/-)')
+    _speak, guard='[₹$€£]|R[Ss]|INR|US|EUR|GBP|\u0930[\u0941\u0942]|\u0C30\u0C42'
+                  '|[\\d,.]+ ?(?:₹|Rs|INR|/-)')

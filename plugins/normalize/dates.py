@@ -100,7 +100,7 @@ NAMED_DATE = Rule(
     rf"(?:,? (?P<mdate_y1>\d{{4}})(?![\d]))?"
     rf"|(?<![A-Za-z\u0900-\u0DFF])(?P<mdate_m2>{_EN_MONTH})\.? (?:(?P<mdate_d2>[0-3]?\d)"
     r"(?:st|nd|rd|th)?(?![\d:])(?:,? (?P<mdate_y2>\d{4})(?![\d]))?|(?P<mdate_y3>\d{4})(?![\d]))",
-    _named, guard='\\D|\\d{1,2}(?:st|nd|rd|th)? (?:of )?[A-Z\\u0900-\\u0C7F]')
+    _named, guard='[ADFJMNOS][a-z]|\\d{1,2}(?:st|nd|rd|th)? (?:of )?[A-Z\\u0900-\\u0C7F]')
 
 # --- times -----------------------------------------------------------------------------------
 

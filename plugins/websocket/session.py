@@ -87,6 +87,17 @@ class Session:
         self._wake.set()
 
     async def _writer(self) -> None:
+        """Sends everything queued, in order. When the socket breaks, stops every context (a
+        client gone is a cancel)."""
+        try:
+            await self._write()
+        except Exception:  # noqa: BLE001 - the peer went away mid-send
+            self._open = False
+            self._room.set()
+            for ctx in self.contexts.values():
+                ctx.task.cancel()
+
+    async def _write(self) -> None:
         while True:
             while not self._out:
                 self._wake.clear()
@@ -194,10 +205,11 @@ class Session:
 
     async def _loop(self) -> None:
         while not self._ending:
-            busy = any(not c.task.done() for c in self.contexts.values())
             try:
-                data = await self._receive(None if busy else self.cfg.idle_timeout_s)
+                data = await self._receive(self.cfg.idle_timeout_s)
             except TimeoutError:
+                if any(not c.task.done() for c in self.contexts.values()) or self._cancels:
+                    continue  # still speaking: not idle
                 raise Closed(CLOSE_IDLE, "idle_timeout") from None
             try:
                 self._handle(parse(data))

@@ -426,3 +426,32 @@ def test_speed_applies_to_every_segment(server):
     ratio = fast.of("done")[0]["audio_seconds"] / normal.of("done")[0]["audio_seconds"]
     assert 0.4 < ratio < 0.65, ratio
     assert [e["code"] for e in bad.of("error")] == ["invalid_speed"] and bad.close_code == 4400
+
+
+@pytest.mark.parametrize("point", ["before_start", "after_start", "mid_text", "mid_audio",
+                                   "after_end", "mid_cancel"])
+def test_a_socket_dropped_at_any_point_leaks_nothing(server, point):
+    async def main() -> None:
+        ws = await websockets.connect(ws_url(server))
+        if point != "before_start":
+            await send(ws, type="start", format="flac")
+            await ws.recv()
+        if point in ("mid_text", "mid_audio", "after_end", "mid_cancel"):
+            await send(ws, type="text", text="Half a sen")
+            await send(ws, type="text", text="tence. And more words. " * 20, context_id="x")
+        if point in ("mid_audio", "mid_cancel"):
+            while not isinstance(await asyncio.wait_for(ws.recv(), 10), bytes):
+                pass
+        if point == "mid_cancel":
+            await send(ws, type="cancel")
+        if point == "after_end":
+            await send(ws, type="end")
+        ws.transport.abort()
+
+    before = len(server.events("ws.closed"))
+    asyncio.run(main())
+    deadline = time.monotonic() + 15
+    while len(server.events("ws.closed")) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(server.events("ws.closed")) == before + 1
+    wait_idle(server)

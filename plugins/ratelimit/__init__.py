@@ -1,7 +1,10 @@
 """Rate limits per API key: requests per minute and concurrent streams.
 
 Shared across processes and containers through Redis when ``REDIS_URL`` is set; otherwise (or
-while Redis does not answer) each process limits on its own and says so in its log. Limits come
+while Redis does not answer) each process limits on its own and says so in its log. While
+Redis answers, each process mirrors the shared state of the keys it sees into its own limiter,
+so a Redis outage continues from there (not from a fresh quota), and each check sends that view
+as a floor, so a restarted, empty Redis cannot grant a fresh quota either. Limits come
 from the key (``rate_per_minute``, ``max_streams``) or else from ``[plugins.ratelimit]``; 0 means
 unlimited. Anonymous requests (authentication off) are not limited.
 
@@ -84,6 +87,18 @@ class RateLimits:
                 self._redis_failed(exc)
         return await getattr(self.local, method)(*args), self.local
 
+    async def _hit(self, key: str, limit: int) -> RateResult:
+        """A rate check on Redis with this process's view as its floor, mirrored back into the
+        local limiter; on the local limiter alone while Redis does not answer."""
+        if self.shared is not None and time.monotonic() >= self._redis_retry_at:
+            try:
+                result = await self.shared.hit(key, limit, self.local.ahead_ms(key))
+                self.local.sync(key, result.ahead_ms)
+                return result
+            except Exception as exc:  # noqa: BLE001 - degrade, never fail a request on Redis
+                self._redis_failed(exc)
+        return await self.local.hit(key, limit)
+
     def _redis_failed(self, exc: BaseException) -> None:
         self.stats["redis_errors"] += 1
         now = time.monotonic()
@@ -126,7 +141,7 @@ class RateLimits:
         limit = self._limit(principal, "rate_per_minute", self.config.requests_per_minute)
         if limit <= 0:
             return principal
-        result: RateResult = (await self._call("hit", principal.key_id, limit))[0]
+        result = await self._hit(principal.key_id, limit)
         if not result.allowed:
             self.stats["limited"] += 1
             raise VeenaError("rate_limited",

@@ -6,7 +6,10 @@ the Redis server's clock) and ``MemoryLimiter`` (one process; the fallback witho
 
 Requests per minute use the generic cell rate algorithm: each key stores one number, the
 "theoretical arrival time"; a burst of up to the whole minute's quota is allowed, and the
-answer says exactly how long to wait. Concurrent streams are leases in a sorted set scored by
+answer says exactly how long to wait. ``ahead_ms`` (how far the stored time is ahead of now)
+is what a process mirrors from Redis into its own limiter after every check, and what it
+sends back as a floor, so that neither a Redis outage nor an emptied Redis starts a key from a
+fresh quota (see ``RateLimits``). Concurrent streams are leases in a sorted set scored by
 expiry, so a process that dies without releasing its leases frees them after
 ``lease_seconds``; live streams renew theirs.
 
@@ -34,6 +37,8 @@ class RateResult:
     """Seconds until the full quota is available again."""
     retry_after_s: int
     """Seconds until the next request is allowed (0 when allowed)."""
+    ahead_ms: float = 0.0
+    """How far the key's stored arrival time is ahead of now after this check."""
 
     def headers(self) -> dict[str, str]:
         h = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
@@ -52,9 +57,10 @@ def _gcra(tat: float | None, now: float, limit: int) -> tuple[float | None, Rate
     allow_at = new_tat - PERIOD_MS
     if now < allow_at:
         return None, RateResult(False, limit, 0, math.ceil((tat - now) / 1000),
-                                math.ceil((allow_at - now) / 1000))
+                                math.ceil((allow_at - now) / 1000), tat - now)
     remaining = min(int((now - allow_at) // interval), limit - 1)
-    return new_tat, RateResult(True, limit, remaining, math.ceil((new_tat - now) / 1000), 0)
+    return new_tat, RateResult(True, limit, remaining, math.ceil((new_tat - now) / 1000), 0,
+                               new_tat - now)
 
 
 class MemoryLimiter:
@@ -74,6 +80,17 @@ class MemoryLimiter:
         if len(self._tat) > 100_000:  # forget keys that are fully replenished
             self._tat = {k: v for k, v in self._tat.items() if v > now}
         return result
+
+    def ahead_ms(self, key: str) -> float:
+        """How far this key's arrival time is ahead of now (0 when fully replenished)."""
+        tat = self._tat.get(key)
+        return max(0.0, tat - time.monotonic() * 1000) if tat is not None else 0.0
+
+    def sync(self, key: str, ahead_ms: float) -> None:
+        """Moves this key's arrival time to at least ``ahead_ms`` from now (the shared view)."""
+        if ahead_ms > 0:
+            tat = time.monotonic() * 1000 + ahead_ms
+            self._tat[key] = max(self._tat.get(key, 0.0), tat)
 
     async def acquire(self, key: str, limit: int, lease: str, ttl_s: float) -> tuple[bool, int]:
         now = time.monotonic()
@@ -108,10 +125,15 @@ local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local interval = period / limit
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
+-- the caller's own view is a floor: an emptied Redis does not grant a fresh quota
+local floor = now + tonumber(ARGV[3] or 0)
+if tat < floor then tat = floor end
 local new_tat = tat + interval
 local allow_at = new_tat - period
 if now < allow_at then
+  if tat > now then
+    redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+  end
   return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
 end
 -- at least 1 ms: with a huge limit the interval is below a double's resolution at this size
@@ -157,12 +179,13 @@ class RedisLimiter:
         self._acquire = self.client.register_script(_ACQUIRE)
         self._renew = self.client.register_script(_RENEW)
 
-    async def hit(self, key: str, limit: int) -> RateResult:
+    async def hit(self, key: str, limit: int, floor_ms: float = 0.0) -> RateResult:
+        """One check; ``floor_ms``: the caller's own view of how far ahead the key is."""
         allowed, remaining, reset_ms, retry_ms = await self._hit(
-            keys=[f"{self.prefix}{key}:rpm"], args=[limit, PERIOD_MS])
+            keys=[f"{self.prefix}{key}:rpm"], args=[limit, PERIOD_MS, int(floor_ms)])
         return RateResult(bool(allowed), limit, min(int(remaining), limit - 1),
                           math.ceil(int(reset_ms) / 1000),
-                          math.ceil(int(retry_ms) / 1000))
+                          math.ceil(int(retry_ms) / 1000), float(reset_ms))
 
     async def acquire(self, key: str, limit: int, lease: str, ttl_s: float) -> tuple[bool, int]:
         ok, n = await self._acquire(keys=[f"{self.prefix}{key}:streams"],

@@ -209,6 +209,24 @@ def test_static_cache_model_matches_hugging_face_logits(hf, tokenizer):
             assert torch.allclose(got[i], want, atol=1e-4), i
 
 
+def test_fused_weights_are_the_modules_own_storage(ckpt):
+    """The fused QKV and gate/up weights hold no second copy: the Hugging Face modules' weights
+    are views of them (and still give Hugging Face's own logits, checked above)."""
+    from veena.plugins.spark.engine.loading import load_causal_lm
+    from veena.plugins.spark.engine.static_model import StaticQwen2
+
+    model = load_causal_lm(ckpt / "LLM", torch.device("cpu"), torch.float32, 1)
+    layer = model.model.layers[0]
+    q = layer.self_attn.q_proj.weight.clone()
+    static = StaticQwen2(model, slots=1, max_len=16)
+    fused = static.fused[0]
+    assert layer.self_attn.q_proj.weight.data_ptr() == fused.qkv.data_ptr()
+    assert layer.mlp.gate_proj.weight.data_ptr() == fused.gate_up.data_ptr()
+    assert torch.equal(layer.self_attn.q_proj.weight, q)
+    k_rows = layer.self_attn.k_proj.weight.shape[0]
+    assert torch.equal(fused.qkv[q.shape[0]:q.shape[0] + k_rows], layer.self_attn.k_proj.weight)
+
+
 def test_batched_engine_gives_the_reference_tokens_whatever_shares_its_batch(ckpt, hf, tokenizer,
                                                                             tokens, semantic):
     prompts = _prompts(tokenizer, 7)

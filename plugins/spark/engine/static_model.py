@@ -43,8 +43,23 @@ class _Layer:
         self.gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
         if mlp.gate_proj.bias is not None or mlp.up_proj.bias is not None:
             raise ValueError("MLP gate/up projections with biases are not supported")
+        # The modules' own weights become views of the fused ones: no second copy in memory.
+        _share(projections, self.qkv, "weight")
+        if self.qkv_bias is not None:
+            _share(projections, self.qkv_bias, "bias")
+        _share((mlp.gate_proj, mlp.up_proj), self.gate_up, "weight")
         self.down, self.down_bias = mlp.down_proj.weight, mlp.down_proj.bias
         self.act = mlp.act_fn
+
+
+def _share(modules: tuple[Any, ...], fused: torch.Tensor, name: str) -> None:
+    """Points each module's ``name`` parameter at its rows of ``fused`` (concatenated in order)."""
+    start = 0
+    for module in modules:
+        param = getattr(module, name)
+        rows = param.shape[0]
+        param.data = fused[start:start + rows]
+        start += rows
 
 
 def _norm(module: Any) -> tuple[torch.Tensor, float]:

@@ -51,10 +51,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     max_clip_seconds: float = 60.0
     device: str = "cpu"
     """Where the speaker encoder runs."""
+    clone_credits: int = 0
+    """What cloning a voice costs a metered key (0: free)."""
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}")
+        if self.clone_credits < 0:
+            raise ValueError("clone_credits must be at least 0")
         if self.max_clip_bytes < 1 or not 0 < self.min_clip_seconds < self.max_clip_seconds:
             raise ValueError("max_clip_bytes must be positive and "
                              "0 < min_clip_seconds < max_clip_seconds")

@@ -18,6 +18,7 @@ from veena.platform.job import Principal
 from veena.platform.pipeline import decode_body
 from veena.platform.runtime import RequestInfo, Runtime
 from veena.plugins.voices import NAME, SYNTHESIZER, Voices, owner_of, voices
+from veena.plugins.voices.credits import charged
 from veena.plugins.voices.store import VoiceRecord
 
 MAX_NAME = 100
@@ -95,15 +96,21 @@ async def _upload(form: Any, *fields: str) -> bytes:
                      400, param=fields[0])
 
 
-async def _create(state: Voices, principal: Principal | None, *, name: str, audio: bytes,
-                  description: str, languages: tuple[str, ...], gender: str) -> VoiceRecord:
-    tokens = await asyncio.to_thread(state.clone, audio)
-    now = time.time()
-    rec = VoiceRecord(id=f"vc_{new_id()[:20]}", owner=owner_of(principal), name=name,
-                      description=description, languages=languages, gender=gender,
-                      global_tokens=tuple(tokens), created_at=now, updated_at=now)
-    await asyncio.to_thread(state.store.create, rec)
-    return rec
+async def _create(request: Request, state: Voices, principal: Principal | None, *, name: str,
+                  audio: bytes, description: str, languages: tuple[str, ...],
+                  gender: str) -> VoiceRecord:
+    async def make() -> VoiceRecord:
+        tokens = await asyncio.to_thread(state.clone, audio)
+        now = time.time()
+        rec = VoiceRecord(id=f"vc_{new_id()[:20]}", owner=owner_of(principal), name=name,
+                          description=description, languages=languages, gender=gender,
+                          global_tokens=tuple(tokens), created_at=now, updated_at=now)
+        await asyncio.to_thread(state.store.create, rec)
+        return rec
+
+    request_id = request.scope.get("state", {}).get("request_id") or new_id()
+    return await charged(_runtime(request), principal, state.config.clone_credits, request_id,
+                         make, lambda rec: rec.id)
 
 
 @post("/v1/voices", status_code=201, summary="Clone a voice from a reference clip")
@@ -124,8 +131,8 @@ async def create_voice(request: Request) -> Response[dict[str, Any]]:
                              param="audio_base64") from exc
         fields = {"name": body.name, "description": body.description,
                   "languages": body.languages, "gender": body.gender}
-    rec = await _create(state, principal, name=_text(fields["name"], "name", MAX_NAME, True),
-                        audio=audio,
+    rec = await _create(request, state, principal,
+                        name=_text(fields["name"], "name", MAX_NAME, True), audio=audio,
                         description=_text(fields["description"], "description", MAX_DESCRIPTION),
                         languages=_languages(fields["languages"]),
                         gender=_text(fields["gender"], "gender", 32))
@@ -141,8 +148,8 @@ async def elevenlabs_add(request: Request) -> dict[str, Any]:
     form = await request.form()
     _consent(form.get("consent"))
     audio = await _upload(form, "files", "file")
-    rec = await _create(state, principal, name=_text(form.get("name"), "name", MAX_NAME, True),
-                        audio=audio,
+    rec = await _create(request, state, principal,
+                        name=_text(form.get("name"), "name", MAX_NAME, True), audio=audio,
                         description=_text(form.get("description"), "description",
                                           MAX_DESCRIPTION),
                         languages=_languages(form.get("languages")),

@@ -1,7 +1,8 @@
 """Cloned voices over HTTP on real servers on loopback (``plugins/voices``): clone from eSpeak NG
-speech made by our own server, list, synthesize with it on the tiny random Veena3 checkpoint (HTTP, OpenAI, WebSocket),
-rename, delete; every bad clip; the eSpeak server refusing a cloned voice with a 400 naming
-``spark``; ownership with two keys and two server processes on one PostgreSQL."""
+speech made by our own server, list, synthesize with it on the tiny random Veena3 checkpoint
+(HTTP, OpenAI, WebSocket), rename, delete; every bad clip; the eSpeak server refusing a cloned
+voice with a 400 naming ``spark``; ownership with two keys and two server processes on one
+PostgreSQL; cloning's credits; the ``veena_resolve_speaker`` hook."""
 
 from __future__ import annotations
 
@@ -194,17 +195,20 @@ def test_espeak_server_on_the_same_store_refuses_to_speak_a_cloned_voice(spark, 
 
 # --- PostgreSQL: two processes, two keys ---------------------------------------------------------
 
-def make_key(dsn: str, owner: str) -> tuple[str, str]:
-    secret, key = new_key(owner)
-
-    async def main() -> None:
+def on_db(dsn: str, fn):
+    async def main():
         db = PostgresDatabase(dsn)
         try:
             await db.migrate()
-            await db.create_key(key)
+            return await fn(db)
         finally:
             await db.close()
-    asyncio.run(main())
+    return asyncio.run(main())
+
+
+def make_key(dsn: str, owner: str, **kw) -> tuple[str, str]:
+    secret, key = new_key(owner, **kw)
+    on_db(dsn, lambda db: db.create_key(key))
     return secret, key.id
 
 
@@ -246,6 +250,28 @@ def test_two_processes_on_postgres_share_voices_per_owner(pg_dsn, ckpt, clip, st
                         timeout=10).status_code == 204
     assert error_code(httpx.get(f"{one.url}/v1/voices/{vid}", headers=_auth(alice),
                                 timeout=10)) == (404, "voice_not_found")
+
+
+def test_cloning_costs_the_configured_credits(pg_dsn, ckpt, clip, start_server):
+    rich, rich_id = make_key(pg_dsn, "acme", credits=10)
+    poor, poor_id = make_key(pg_dsn, "acme", credits=2)
+    srv = start_server(f'[plugins.spark]\nmodel_path = "{ckpt}"\nthreads = 1\n'
+                       "[plugins.voices]\nclone_credits = 3\n", env={"DATABASE_URL": pg_dsn})
+
+    def balance(key_id):
+        return on_db(pg_dsn, lambda db: db.get_key(key_id)).credits
+
+    resp = clone(srv, clip, key=rich)
+    assert resp.status_code == 201, resp.text
+    assert balance(rich_id) == 7
+    usage = on_db(pg_dsn, lambda db: db.usage(rich_id))
+    assert [(u.format, u.speaker, u.credits) for u in usage] == [("clone", resp.json()["id"], 3)]
+    assert error_code(clone(srv, tone(0.5), key=rich)) == (400, "clip_too_short")
+    assert balance(rich_id) == 7  # a clip that made no voice costs nothing
+    resp = clone(srv, clip, key=poor)
+    assert error_code(resp) == (402, "insufficient_credits")
+    assert resp.json()["error"]["required"] == 3
+    assert balance(poor_id) == 2
 
 
 # --- the selection hook ---------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def _choices(defs: dict[str, Any], runtime: Runtime) -> None:
     rates = sorted({r for c in codecs for r in c.sample_rates})
     voices = sorted({n for s in runtime.speakers for n in (s.name, *s.aliases)})
     languages = sorted({lang for s in runtime.speakers for lang in s.languages})
-    text = {"minLength": 1, "maxLength": runtime.config.server.max_text_chars}
+    text = {"minLength": 1, "maxLength": runtime.config.server.max_text_chars,
+            "pattern": r"\S", "description": "At least one non-space character"}
     fmt = {"anyOf": [{"type": "string", "enum": names},
                      {"type": "string", "description": "ElevenLabs-style `codec_rate[_kbps]`",
                       "pattern": rf"^({'|'.join(map(re.escape, names))})_[0-9]+(_[0-9]+)?$"}]}

@@ -15,8 +15,10 @@ metadata, never the clip) are kept in the auth plugin's database (``store.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from veena.platform.runtime import Runtime
 from veena.plugins.voices.store import VoiceRecord, VoiceStore, open_store
 from veena.speakers import Speaker
 
+log = logging.getLogger("veena.voices")
 NAME = "voices"
 SYNTHESIZER = "spark"
 """The only synthesizer that can use a voice's global tokens."""
@@ -120,27 +123,46 @@ def to_speaker(rec: VoiceRecord) -> Speaker:
 def voices(runtime: Runtime) -> Voices:
     state = runtime.state.get(NAME)
     if state is None:
-        raise VeenaError("voices_unavailable", "the voice store is not open", 503)
+        raise VeenaError("voices_unavailable", "cloned voices are off on this server: their "
+                         "store is not open (see its start-up log)", 503)
     return state
 
 
-def _open(runtime: Runtime) -> Voices:
+def _open(runtime: Runtime) -> Voices | None:
+    """The store the auth plugin's database holds; None (logged) when it cannot be used: the
+    catalog is still served, cloned voices answer 503 ``voices_unavailable``."""
     cfg: Config = runtime.plugin_config(NAME) or Config()
     auth = runtime.plugin_config("auth")
     backend = chosen_backend(cfg.backend or getattr(auth, "backend", None) or "auto")
+    dsn = os.environ.get("DATABASE_URL")
+    if backend == "postgres" and not dsn:
+        raise ConfigError("the voices plugin's postgres backend needs DATABASE_URL")
     if backend == "supabase":
-        raise ConfigError("the voices plugin needs SQL access: set DATABASE_URL to the "
-                          "Supabase project's PostgreSQL URL")
+        log.warning("cloned voices are off: the voices plugin needs SQL access to the "
+                    "Supabase database (set DATABASE_URL to its PostgreSQL URL)")
+        return None
     sqlite_path = cfg.sqlite_path or getattr(auth, "sqlite_path", None)
-    store = open_store(backend, Path(sqlite_path) if sqlite_path else data_dir() / "veena.db",
-                       os.environ.get("DATABASE_URL"))
+    try:
+        store = open_store(backend, Path(sqlite_path) if sqlite_path else data_dir() / "veena.db",
+                           dsn)
+    except (OSError, TimeoutError, sqlite3.Error) as exc:
+        log.warning("cloned voices are off: their store cannot be opened (%s: %s)",
+                    type(exc).__name__, exc)
+        return None
+    except Exception as exc:  # asyncpg's connection errors have no common base with OSError
+        if type(exc).__module__.startswith("asyncpg"):
+            log.warning("cloned voices are off: PostgreSQL cannot be reached (%s)", exc)
+            return None
+        raise
     return Voices(cfg, store, runtime)
 
 
 @hookimpl
 async def veena_startup(runtime: Runtime) -> None:
     if NAME not in runtime.state:
-        runtime.state[NAME] = await asyncio.to_thread(_open, runtime)
+        state = await asyncio.to_thread(_open, runtime)
+        if state is not None:
+            runtime.state[NAME] = state
 
 
 @hookimpl

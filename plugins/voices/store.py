@@ -181,9 +181,13 @@ class PostgresVoiceStore(VoiceStore):
             raise
 
     def close(self) -> None:
+        """Closes the pool (terminated when the database does not answer) and the thread."""
         if self._pool is not None:
-            self._call(self._pool.close())
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                self._call(asyncio.wait_for(pool.close(), 3.0))
+            except Exception:  # noqa: BLE001 - the database is gone: drop the connections
+                self._loop.call_soon_threadsafe(pool.terminate)
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)

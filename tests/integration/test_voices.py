@@ -310,3 +310,16 @@ def test_veena_resolve_speaker_comes_before_the_catalog(tmp_path, monkeypatch):
         assert error_code(say("nobody")) == (400, "unknown_speaker")
     assert [name for name, _ in seen] == ["kavya", "alloy", "refused", "nobody"]
     assert all(p is None for _, p in seen)  # open access: anonymous
+
+
+def test_a_store_that_cannot_be_reached_turns_cloned_voices_off_not_the_server(start_server,
+                                                                               clip):
+    from tests.support.services import free_port
+
+    srv = start_server(env={"DATABASE_URL": f"postgresql://veena@127.0.0.1:{free_port()}/none"})
+    assert "cloned voices are off" in srv.log.read_text()
+    resp = httpx.post(srv.url + "/v1/voices", data={"name": "x", "consent": "true"},
+                      files={"file": ("clip.wav", clip)}, timeout=30)
+    assert resp.status_code == 503, resp.text
+    listed = httpx.get(srv.url + "/v1/voices", timeout=10)
+    assert listed.status_code == 200 and {"kavya"} <= {v["name"] for v in listed.json()}

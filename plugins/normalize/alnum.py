@@ -9,7 +9,7 @@ import unicodedata
 
 from veena.plugins.normalize import numbers
 from veena.plugins.normalize.numerals import NOT_ADDRESS
-from veena.plugins.normalize.rules import Context, Rule, group, word_before
+from veena.plugins.normalize.rules import Context, Rule, group
 
 DOT = {"en": "dot", "hi": "डॉट", "te": "డాట్"}
 VERSION = {"en": "version", "hi": "वर्ज़न", "te": "వెర్షన్"}
@@ -63,11 +63,25 @@ def roman_value(s: str) -> int | None:
     return total
 
 
-def _name_before(m: re.Match[str]) -> bool:
-    head = m.string[max(0, m.start() - 24): m.start()]
-    words = head.split()
-    return bool(words) and head.endswith(" ") and words[-1].isalpha() and words[-1].istitle() \
-        and words[-1].isascii()
+REGNAL_NAMES = frozenset("""
+Elizabeth Henry Louis George Edward Charles William James Richard John Paul Pius Leo Benedict
+Gregory Innocent Clement Alexander Nicholas Peter Frederick Philip Ferdinand Napoleon Mary
+Catherine Constantine Otto Gustav Olav Harald Haakon Christian Frederik Juan Carlos Felipe
+Alfonso Umberto Victor Emmanuel Wilhelm Ludwig Rudolf Ivan Selim Mehmed Murad Suleiman Ptolemy
+Ramesses Amenhotep Thutmose Rama Boris Jigme Mohammed Abdullah Hussein Francis Urban Sixtus
+Stephen Malcolm David Robert Anne Isabella Margaret Christina Sancho Pedro Manuel Joseph Leopold
+Karl Franz Friedrich Mswati Sobhuza Akihito Baldwin Godfrey Albert Rainier Alexios Basil
+""".split())
+"""Names after which II, XIV ... are regnal ordinals (a list, so that "Rocky III", a film,
+and "Hello XII" stay as they are)."""
+_WORD_BEFORE = re.compile(r"([^\W\d_][\w\u0900-\u0DFF]*)[^\w\u0900-\u0DFF]*$")
+
+
+def _word_before(m: re.Match[str]) -> str:
+    """The last word before the match, past any punctuation, symbols or tags between (so that
+    the answer is the same before and after those are rewritten)."""
+    found = _WORD_BEFORE.search(m.string, max(0, m.start() - 40), m.start())
+    return found.group(1) if found else ""
 
 
 def _roman(m: re.Match[str], ctx: Context) -> str | None:
@@ -75,9 +89,10 @@ def _roman(m: re.Match[str], ctx: Context) -> str | None:
     n = roman_value(raw)
     if n is None:
         return None
-    if word_before(m).rstrip(".:,") in CUES:
+    word = _word_before(m)
+    if word.lower() in CUES:
         return numbers.cardinal(n, ctx.lang)
-    if ctx.lang == "en" and len(raw) >= 2 and n <= 39 and _name_before(m):
+    if ctx.lang == "en" and len(raw) >= 2 and n <= 39 and word in REGNAL_NAMES:
         return f"the {numbers.ordinal(n, 'en').capitalize()}"  # Elizabeth the Second
     return None
 

@@ -15,7 +15,7 @@ import numpy as np
 from veena.platform.audio import PCM
 from veena.platform.encoding import encode_stream
 from veena.platform.errors import VeenaError
-from veena.platform.job import OutputFormat, Principal
+from veena.platform.job import Job, OutputFormat, Principal
 from veena.platform.logs import request_id_var
 from veena.platform.pipeline import Pipeline
 from veena.plugins.websocket.protocol import Start, request
@@ -194,7 +194,7 @@ class Context:
             self._progress.clear()
             await self._progress.wait()
 
-    def _prepare(self, seg: Segment):
+    def _prepare(self, seg: Segment) -> Job | None:
         rid = self._new_rid()
         request_id_var.set(rid)  # this task's own copy: the job's log lines carry its id
         try:

@@ -242,9 +242,20 @@ class Session:
             for cid in targets:
                 ctx = self.contexts.pop(cid, None)
                 if ctx is not None:
+                    self._drop_audio(ctx)
                     task = asyncio.get_running_loop().create_task(ctx.cancel())
                     self._cancels.add(task)
                     task.add_done_callback(self._cancels.discard)
+
+    def _drop_audio(self, ctx: Context) -> None:
+        """Takes a cancelled context's audio that has not gone out yet off the queue."""
+        kept = [item for item in self._out if item[2] is not ctx]
+        for text, data, c, _ in self._out:
+            if c is ctx:
+                self._unsent -= ctx_bytes(text, data)
+                ctx.queued_audio -= 1
+        self._out = deque(kept)
+        self._room.set()
 
     def _context(self, cid: str) -> Context:
         ctx = self.contexts.get(cid)

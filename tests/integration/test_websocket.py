@@ -54,6 +54,7 @@ async def receive_all(ws, got: Got, until_done: set[str] | None = None,
                 continue
             ev = json.loads(msg)
             if ev["type"] == "audio":
+                got.events.append({"type": "audio", "context_id": ev["context_id"]})
                 if "audio" in ev:
                     import base64
                     got.audio.setdefault(ev["context_id"], bytearray()).extend(
@@ -227,6 +228,8 @@ def test_contexts_run_side_by_side_and_cancel_stops_one_at_once(server):
     assert short_done["outcome"] == "completed"
     assert long_done["outcome"] == "cancelled"
     assert long_done["audio_seconds"] < 60  # 40 sentences make well over a minute
+    after = got.events[got.events.index(long_done):]
+    assert not [e for e in after if e["type"] == "audio" and e["context_id"] == "long"]
     assert got.close_code == 1000
     samples, rate = decode(bytes(got.audio["short"]), "mp3")
     assert abs(len(samples) / rate - short_done["audio_seconds"]) < 0.15
@@ -310,11 +313,11 @@ def test_limits_have_their_errors_and_close_codes(start_server):
             await send(ws, type="text", text="x", context_id="b")
             await send(ws, type="text", text="x", context_id="c")
             await send(ws, type="end", context_id="b")
-            await asyncio.sleep(0.5)
+            limits = await receive_all(ws, Got(), until_done={"b"})
             await send(ws, type="text", text="more", context_id="b")  # b is done: a new b
             await send(ws, type="cancel")
             await send(ws, type="text", text="y" * 3000)
-            limits = await receive_all(ws, Got())
+            await receive_all(ws, limits)
         async with websockets.connect(ws_url(srv)) as ws:
             await send(ws, type="start")
             t0 = time.perf_counter()

@@ -33,7 +33,8 @@ def _is_consonant(ch: str) -> bool:
 
 def _is_pictographic(ch: str) -> bool:
     o = ord(ch)
-    return 0x1F000 <= o <= 0x1FAFF and not 0x1F1E6 <= o <= 0x1F1FF or 0x2600 <= o <= 0x27BF or 0x2B00 <= o <= 0x2BFF
+    return (0x1F000 <= o <= 0x1FAFF and not 0x1F1E6 <= o <= 0x1F1FF or 0x2600 <= o <= 0x27BF
+            or 0x2B00 <= o <= 0x2BFF)
 
 
 def _is_regional(ch: str) -> bool:

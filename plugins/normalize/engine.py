@@ -12,8 +12,8 @@ import logging
 import re
 import unicodedata
 
-from veena.plugins.normalize import abbreviations, alnum, currency, dates, numerals, phones, script, \
-    symbols, tags, units, web
+from veena.plugins.normalize import abbreviations, alnum, currency, dates, numerals, phones, \
+    script, symbols, tags, units, web
 from veena.plugins.normalize.rules import Context, Rule
 
 log = logging.getLogger("veena.normalize")

@@ -191,7 +191,9 @@ def _on_validation(request: Request, exc: ValidationException) -> Response[Any]:
 def _on_http(request: Request, exc: HTTPException) -> Response[Any]:
     code = {400: "invalid_request", 404: "not_found",
             405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code))
+    # Litestar's own headers stay (a 405's ``Allow``, RFC 9110).
+    return _error_response(request, VeenaError(code, str(exc.detail), exc.status_code,
+                                               headers=dict(exc.headers or {})))
 
 
 def _on_crash(request: Request, exc: Exception) -> Response[Any]:

@@ -4,7 +4,11 @@ documented schema, SSE events included). Bounded: 20 examples per operation and 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -87,3 +91,19 @@ def test_guard_errors_have_the_documented_body(url: str) -> None:
         assert response.status_code == status
         body = msgspec.json.decode(response.content, type=ErrorBody)
         assert body.error.request_id and body.error.type == "invalid_request_error"
+
+
+def test_schemathesis_cli_coverage_and_stateful_phases(url: str, tmp_path: Path) -> None:
+    """The CLI's other phases: boundary values of every constraint (coverage) and request
+    sequences (stateful), with the same checks plus undeclared methods (405 with ``Allow``);
+    exit status 0 means no violation."""
+    checks = [check.__name__ for check in CHECKS] + ["unsupported_method"]
+    cmd = [sys.executable, "-m", "schemathesis.cli", "run", url + "/schema/openapi.json",
+           "--checks", ",".join(checks), "--phases",
+           "coverage,stateful", "--max-examples", "20", "--request-timeout", "30",
+           "--no-color"]
+    if os.environ.get("CI"):
+        cmd.append("--generation-deterministic")
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "0 passed" not in run.stdout

@@ -4,7 +4,6 @@ pipeline job at a time into ONE encoder, so the client gets one valid stream per
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ class Stats:
     rate: int = 0
     bytes: int = 0
     request_ids: list[str] = field(default_factory=list)
-    first_audio: float | None = None
     credits_remaining: str | None = None
     """The key's balance after the last segment, where the auth plugin reports one."""
 
@@ -62,8 +60,6 @@ class Context:
         self.stats = Stats()
         self.ended = False
         self.queued_chars = 0
-        self.marks: dict[str, float] = {}
-        """perf_counter times of the last feed/flush that made a segment (for benchmarks)."""
         self._queue: asyncio.Queue[Segment | None] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"ws-context-{cid}")
@@ -164,8 +160,6 @@ class Context:
             async with aclosing(self.pipeline.audio(job)) as audio:
                 async for data in audio:
                     samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
-                    if self.stats.first_audio is None:
-                        self.stats.first_audio = time.perf_counter()
                     self.stats.samples += len(samples)
                     await self._keep_pace(rate)
                     yield PCM(samples, rate)

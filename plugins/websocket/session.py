@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 from collections import deque
 from typing import Any
 
@@ -20,11 +19,8 @@ from veena.platform.pipeline import Pipeline, new_request_id
 from veena.platform.runtime import RequestInfo
 from veena.plugins.websocket.config import Config
 from veena.plugins.websocket.context import Context
-from veena.plugins.websocket.protocol import (DEFAULT_CONTEXT, Cancel, End, Flush, Start, Text,
-                                              parse, request)
+from veena.plugins.websocket.protocol import Cancel, End, Flush, Start, Text, parse, request
 from veena.plugins.websocket.segmenter import Segmenter
-
-log = logging.getLogger("veena.websocket")
 
 CLOSE_NORMAL, CLOSE_TOO_BIG, CLOSE_INTERNAL = 1000, 1009, 1011
 CLOSE_IDLE = 4408
@@ -158,7 +154,7 @@ class Session:
         try:
             msg = await asyncio.wait_for(self.socket.receive(), timeout)
         except TimeoutError:
-            raise
+            raise  # the caller decides (idle or not)
         except Exception as exc:  # the connection broke
             raise _Disconnected from exc
         if msg["type"] == "websocket.disconnect":
@@ -303,5 +299,3 @@ def ctx_bytes(text: str, data: bytes | None) -> int:
 class _Disconnected(Exception):
     """The client went away."""
 
-
-__all__ = ["Session", "DEFAULT_CONTEXT"]

@@ -130,6 +130,22 @@ class SupabaseDatabase(Database):
             if len(rows) < PAGE:
                 return keys
 
+    async def key_version(self) -> tuple[Any, ...] | None:
+        """Two small reads: the number of keys with the newest creation, and the newest
+        revocation (a revocation always sets ``revoked_at`` to now)."""
+        from postgrest.types import CountMethod
+
+        keys = self._table("veena_api_keys")
+        try:
+            newest = await keys.select("created_at", count=CountMethod.exact) \
+                .order("created_at", desc=True).limit(1).execute()
+        except Exception as exc:
+            raise StoreUnavailable(f"Supabase key probe failed: {exc!r}") from exc
+        revoked = await self._exec(self._table("veena_api_keys").select("revoked_at")
+                                   .order("revoked_at", desc=True, nullsfirst=False).limit(1))
+        return (newest.count, newest.data[0]["created_at"] if newest.data else None,
+                revoked[0]["revoked_at"] if revoked else None)
+
     async def revoke_key(self, key_id: str) -> bool:
         key = await self.get_key(key_id)
         if key is None:

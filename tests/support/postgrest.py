@@ -128,7 +128,10 @@ class FakePostgrest:
             elif key == "order":
                 for part in value.split(","):
                     col, _, direction = part.partition(".")
-                    order.append(f"{_ident(col)} {'DESC' if direction.startswith('desc') else 'ASC'}")
+                    nulls = " NULLS LAST" if "nullslast" in direction else \
+                        " NULLS FIRST" if "nullsfirst" in direction else ""
+                    order.append(f"{_ident(col)} {'DESC' if direction.startswith('desc') else 'ASC'}"
+                                 + nulls)
             elif key == "limit":
                 limit = int(value)
             elif key == "offset":

@@ -377,7 +377,7 @@ def test_keys_from_headers_or_the_start_message(tmp_path, start_server):
 
 
 def test_many_sockets_at_once(server):
-    n = 60
+    n = 100
 
     async def one(i: int) -> Got:
         return await speak(server, f"Socket number {i} says hello. And goodbye.", piece=6,

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.openapi import ResponseSpec
 
 from veena.platform.errors import OPENAI_TYPES
 from veena.platform.runtime import Runtime
@@ -97,6 +98,14 @@ STATUS_TEXT = {
     504: "Synthesis did not finish within the request time limit",
 }
 SYNTHESIS_STATUSES = (400, 401, 402, 403, 413, 429, 431, 500, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """``responses=`` for a route decorator (a plugin's routes, say): these statuses answer
+    ``ErrorBody``. ``describe`` adds 400/404/413/431/500 where they apply by itself, but only a
+    route knows that it checks keys (401/403) or credits (402)."""
+    return {s: ResponseSpec(ErrorBody, description=STATUS_TEXT.get(s, HTTPStatus(s).phrase))
+            for s in statuses}
 
 
 def describe(app: Litestar, runtime: Runtime) -> None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import ResponseSpec
+from litestar.routes import HTTPRoute
 
 from veena.platform.errors import OPENAI_TYPES
 from veena.platform.runtime import Runtime
@@ -33,6 +35,9 @@ REF = "#/components/schemas/{name}"
 ERROR_REF = {"$ref": REF.format(name="ErrorBody")}
 SYNTHESIS = {"/v1/tts/generate": "post", "/v1/audio/speech": "post"}
 SSE_PATH = "/v1/audio/speech"
+AUDIO_OPT = {"veena_audio": True}
+"""``opt=`` for a route decorator whose 200 is synthesized audio (a plugin's route through the
+synthesis path): its schema gets each codec's media type and the synthesis statuses."""
 
 
 class ValidRange(msgspec.Struct):
@@ -111,11 +116,19 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 def describe(app: Litestar, runtime: Runtime) -> None:
     """Patches the schema ``app`` serves (Litestar caches it) with the runtime's real bodies
     and choices. Idempotent; call once the plugins have loaded their codecs and voices."""
-    patch(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), runtime)
+    audio = set(SYNTHESIS.items())
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            audio |= {(route.path_format, method.lower())
+                      for method, (handler, _) in route.route_handler_map.items()
+                      if handler.opt.get("veena_audio")}
+    patch(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), runtime, audio)
 
 
-def patch(schema: dict[str, Any], runtime: Runtime) -> None:
-    """Rewrites the OpenAPI document ``schema`` in place (see the module docstring)."""
+def patch(schema: dict[str, Any], runtime: Runtime,
+          audio: Collection[tuple[str, str]] = tuple(SYNTHESIS.items())) -> None:
+    """Rewrites the OpenAPI document ``schema`` in place (see the module docstring);
+    ``audio``: the (path, method) operations whose 200 is synthesized audio."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _, defs = msgspec.json.schema_components(
         [ErrorBody, GenerateRequest, SpeechRequest, Health, SpeechAudioDelta | SpeechAudioDone],
@@ -127,7 +140,7 @@ def patch(schema: dict[str, Any], runtime: Runtime) -> None:
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             if isinstance(op, dict) and "responses" in op:
-                _responses(path, method, op, runtime)
+                _responses(path, method, op, runtime, (path, method) in audio)
 
 
 def _choices(defs: dict[str, Any], runtime: Runtime) -> None:
@@ -180,7 +193,8 @@ def _error(status: int) -> dict[str, Any]:
             "content": {"application/json": {"schema": ERROR_REF}}}
 
 
-def _responses(path: str, method: str, op: dict[str, Any], runtime: Runtime) -> None:
+def _responses(path: str, method: str, op: dict[str, Any], runtime: Runtime,
+               audio: bool) -> None:
     """Every error status of ``op`` with the error body, plus those every route can answer."""
     responses: dict[str, Any] = op["responses"]
     statuses = {int(s) for s in responses if s[:1] in "45"} | {431, 500}
@@ -190,9 +204,10 @@ def _responses(path: str, method: str, op: dict[str, Any], runtime: Runtime) -> 
         statuses |= {400, 413}
     if "{" in path:
         statuses |= {404}
-    if SYNTHESIS.get(path) == method:
+    if audio:
         statuses |= set(SYNTHESIS_STATUSES)
         responses["200"] = _audio(path == SSE_PATH, runtime)
+    if SYNTHESIS.get(path) == method:
         op["requestBody"]["content"]["application/json"]["schema"] = {
             "$ref": REF.format(name="SpeechRequest" if path == SSE_PATH else "GenerateRequest")}
     for status in sorted(statuses):

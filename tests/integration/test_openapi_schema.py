@@ -111,7 +111,8 @@ def test_schemathesis_cli_coverage_and_stateful_phases(url: str, tmp_path: Path)
     assert tested and int(tested[1]) == int(tested[2]) > 0, run.stdout[-3000:]
 
 
-CORE = {*SYNTHESIS, "GET /v1/models", "GET /v1/formats", "GET /v1/tts/health"}
+CORE = {*SYNTHESIS, "GET /v1/models", "GET /v1/formats", "GET /v1/tts/health",
+        "POST /v1/text-to-speech/{voice_id}", "POST /v1/text-to-speech/{voice_id}/stream"}
 
 
 def test_keyed_server_answers_documented_401_and_402(tmp_path: Path) -> None:

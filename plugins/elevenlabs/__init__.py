@@ -1,5 +1,6 @@
 """ElevenLabs-compatible text-to-speech routes: ``POST /v1/text-to-speech/{voice_id}`` (whole
-body) and ``.../stream`` (audio as it is made). Each maps its body into a ``GenerateRequest`` and
+body), ``.../stream`` (audio as it is made) and their ``/with-timestamps`` forms (base64 audio
+with an estimated character alignment). Each maps its body into a ``GenerateRequest`` and
 runs through the same implementation as ``/v1/tts/generate`` (auth, limits, records, metrics).
 The ``xi-api-key`` header is presented to authentication as ``X-API-Key``. See
 docs/elevenlabs.md."""
@@ -19,6 +20,8 @@ from veena.platform.hookspecs import hookimpl
 from veena.platform.openapi import AUDIO_OPT
 from veena.platform.pipeline import decode_body
 from veena.platform.runtime import Runtime
+from veena.plugins.elevenlabs import timestamps
+from veena.plugins.elevenlabs.alignment import STARTS, mark_chunks
 from veena.plugins.elevenlabs.schema import (DEFAULT_OUTPUT_FORMAT, OUTPUT_FORMATS, PARAMS,
                                              TextToSpeechBody)
 
@@ -70,6 +73,47 @@ async def convert_stream(request: Request, voice_id: str, data: JSONBody[TextToS
     return await _speak(request, voice_id, output_format, stream=True)
 
 
+async def _timed(request: Request, voice_id: str, output_format: str | None,
+                 stream: bool) -> Response[Any]:
+    present_xi_api_key(request)
+    try:
+        job, audio = await timestamps.start(request, voice_id, output_format, stream)
+    except VeenaError as exc:
+        exc.param = PARAMS.get(exc.param or "", exc.param)
+        raise
+    if stream:
+        return await timestamps.streamed(request, job, audio)
+    return await timestamps.whole(request, job, audio)
+
+
+@post(PATH + "/with-timestamps", status_code=200, summary="ElevenLabs-compatible text to speech "
+      "with character timing (estimated)", description=_DESCRIPTION)
+async def convert_with_timestamps(request: Request, voice_id: str,
+                                  data: JSONBody[TextToSpeechBody],
+                                  output_format: str | None = None,
+                                  optimize_streaming_latency: int | None = None,
+                                  enable_logging: bool | None = None) -> Response[Any]:
+    return await _timed(request, voice_id, output_format, stream=False)
+
+
+@post(PATH + "/stream/with-timestamps", status_code=200, summary="ElevenLabs-compatible "
+      "streamed text to speech with character timing (estimated), as JSON lines",
+      description=_DESCRIPTION)
+async def stream_with_timestamps(request: Request, voice_id: str,
+                                 data: JSONBody[TextToSpeechBody],
+                                 output_format: str | None = None,
+                                 optimize_streaming_latency: int | None = None,
+                                 enable_logging: bool | None = None) -> Response[Any]:
+    return await _timed(request, voice_id, output_format, stream=True)
+
+
 @hookimpl
 def veena_register_routes(runtime: Runtime):
-    return [convert, convert_stream]
+    return [convert, convert_stream, convert_with_timestamps, stream_with_timestamps]
+
+
+@hookimpl(wrapper=True)
+def veena_process_audio(stream, job, runtime: Runtime):
+    """Notes chunk start times for timestamp requests; other requests pass untouched."""
+    inner = yield
+    return mark_chunks(inner, job) if STARTS in job.state else inner

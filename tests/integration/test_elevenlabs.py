@@ -3,6 +3,8 @@ loopback: output formats, streaming, ``voice_settings.speed``, ``xi-api-key`` an
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +124,61 @@ def test_xi_api_key_is_checked_like_any_key(start_server, tmp_path: Path) -> Non
              params={"output_format": "pcm_16000"})
     assert ok.status_code == 200 and len(ok.content) > 16000
     assert tts(srv, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    timed = "kavya/with-timestamps"
+    assert error(tts(srv, timed))[:2] == (401, "missing_api_key")
+    assert tts(srv, timed, headers={"xi-api-key": secret}).json()["alignment"]["characters"]
+
+
+# --- /with-timestamps ----------------------------------------------------------------------------
+
+TWO = "Hello there, friend. This is the second sentence, quite a bit longer. And 3 more!"
+
+
+def _check_alignment(align: dict, text: str, seconds: float) -> None:
+    starts, ends = align["character_start_times_seconds"], align["character_end_times_seconds"]
+    assert "".join(align["characters"]) == text
+    assert len(starts) == len(ends) == len(text)
+    assert all(s <= e for s, e in zip(starts, ends))
+    assert starts == sorted(starts) and ends == sorted(ends)
+    assert starts[0] == 0.0 and ends[-1] == pytest.approx(seconds, abs=0.01)
+
+
+def test_with_timestamps_aligns_every_character(server) -> None:
+    resp = tts(server, "kavya/with-timestamps", text=TWO, params={"output_format": "pcm_16000"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    audio = base64.b64decode(body["audio_base64"])
+    seconds = len(audio) / 2 / 16000
+    _check_alignment(body["alignment"], TWO, seconds)
+    normalized = "".join(body["normalized_alignment"]["characters"])
+    assert "three" in normalized and "3" not in normalized
+    _check_alignment(body["normalized_alignment"], normalized, seconds)
+    # The second sentence starts where the first one, spoken alone, ends.
+    first = tts(server, text="Hello there, friend.", params={"output_format": "pcm_16000"})
+    at = normalized.index("This")
+    start = body["normalized_alignment"]["character_start_times_seconds"][at]
+    assert start == pytest.approx(len(first.content) / 2 / 16000, abs=0.05)
+
+
+def test_stream_with_timestamps_sends_json_lines_as_audio_is_made(server) -> None:
+    url = server.url + "/v1/text-to-speech/kavya/stream/with-timestamps"
+    with httpx.stream("POST", url, json={"text": TWO}, params={"output_format": "mp3_22050_32"},
+                      timeout=60) as resp:
+        assert resp.status_code == 200 and "content-length" not in resp.headers
+        pieces = [json.loads(line) for line in resp.iter_lines() if line]
+    assert len(pieces) > 2
+    audio = b"".join(base64.b64decode(p["audio_base64"]) for p in pieces)
+    samples, rate = decode(audio, "mp3")
+    assert rate == 22050
+    aligned = [p["alignment"] for p in pieces if p["alignment"]]
+    assert len(aligned) >= 2  # one piece per completed chunk, not all at the end
+    merged = {k: [v for a in aligned for v in a[k]] for k in aligned[0]}
+    # mp3 pads the start and end with a frame or so
+    _check_alignment(merged, TWO, merged["character_end_times_seconds"][-1])
+    assert merged["character_end_times_seconds"][-1] == pytest.approx(len(samples) / rate, abs=0.1)
+
+
+def test_with_timestamps_errors_and_keys(server) -> None:
+    bad = tts(server, "kavya/with-timestamps", params={"output_format": "wav"})
+    assert error(bad) == (400, "unsupported_output_format", "output_format")
+    assert error(tts(server, "nobody/stream/with-timestamps"))[:2] == (400, "unknown_speaker")

@@ -7,16 +7,19 @@ docs/elevenlabs.md."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request, Response, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.utils.empty import Empty
 from litestar.utils.scope.state import ScopeState
 
 from veena.platform.app import _synthesize
 from veena.platform.errors import VeenaError
+from veena.platform.audio import PCM
 from veena.platform.hookspecs import hookimpl
+from veena.platform.job import Job
 from veena.platform.openapi import AUDIO_OPT
 from veena.platform.pipeline import decode_body
 from veena.platform.runtime import Runtime
@@ -57,19 +60,19 @@ async def _speak(request: Request, voice_id: str, output_format: str | None,
 
 @post(PATH, status_code=200, summary="ElevenLabs-compatible text to speech (whole body)",
       description=_DESCRIPTION, opt=AUDIO_OPT)
-async def convert(request: Request, voice_id: str, data: JSONBody[TextToSpeechBody],
-                  output_format: str | None = None,
-                  optimize_streaming_latency: int | None = None,
-                  enable_logging: bool | None = None) -> Response[Any]:
+async def convert(request: Request, voice_id: FromPath[str], data: JSONBody[TextToSpeechBody],
+                  output_format: FromQuery[str | None] = None,
+                  optimize_streaming_latency: FromQuery[int | None] = None,
+                  enable_logging: FromQuery[bool | None] = None) -> Response[Any]:
     return await _speak(request, voice_id, output_format, stream=False)
 
 
 @post(PATH + "/stream", status_code=200, summary="ElevenLabs-compatible text to speech "
       "(streamed as it is made)", description=_DESCRIPTION, opt=AUDIO_OPT)
-async def convert_stream(request: Request, voice_id: str, data: JSONBody[TextToSpeechBody],
-                         output_format: str | None = None,
-                         optimize_streaming_latency: int | None = None,
-                         enable_logging: bool | None = None) -> Response[Any]:
+async def convert_stream(request: Request, voice_id: FromPath[str], data: JSONBody[TextToSpeechBody],
+                         output_format: FromQuery[str | None] = None,
+                         optimize_streaming_latency: FromQuery[int | None] = None,
+                         enable_logging: FromQuery[bool | None] = None) -> Response[Any]:
     return await _speak(request, voice_id, output_format, stream=True)
 
 
@@ -88,22 +91,22 @@ async def _timed(request: Request, voice_id: str, output_format: str | None,
 
 @post(PATH + "/with-timestamps", status_code=200, summary="ElevenLabs-compatible text to speech "
       "with character timing (estimated)", description=_DESCRIPTION)
-async def convert_with_timestamps(request: Request, voice_id: str,
+async def convert_with_timestamps(request: Request, voice_id: FromPath[str],
                                   data: JSONBody[TextToSpeechBody],
-                                  output_format: str | None = None,
-                                  optimize_streaming_latency: int | None = None,
-                                  enable_logging: bool | None = None) -> Response[Any]:
+                                  output_format: FromQuery[str | None] = None,
+                                  optimize_streaming_latency: FromQuery[int | None] = None,
+                                  enable_logging: FromQuery[bool | None] = None) -> Response[Any]:
     return await _timed(request, voice_id, output_format, stream=False)
 
 
 @post(PATH + "/stream/with-timestamps", status_code=200, summary="ElevenLabs-compatible "
       "streamed text to speech with character timing (estimated), as JSON lines",
       description=_DESCRIPTION)
-async def stream_with_timestamps(request: Request, voice_id: str,
+async def stream_with_timestamps(request: Request, voice_id: FromPath[str],
                                  data: JSONBody[TextToSpeechBody],
-                                 output_format: str | None = None,
-                                 optimize_streaming_latency: int | None = None,
-                                 enable_logging: bool | None = None) -> Response[Any]:
+                                 output_format: FromQuery[str | None] = None,
+                                 optimize_streaming_latency: FromQuery[int | None] = None,
+                                 enable_logging: FromQuery[bool | None] = None) -> Response[Any]:
     return await _timed(request, voice_id, output_format, stream=True)
 
 
@@ -113,7 +116,7 @@ def veena_register_routes(runtime: Runtime):
 
 
 @hookimpl(wrapper=True)
-def veena_process_audio(stream, job, runtime: Runtime):
+def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime):
     """Notes chunk start times for timestamp requests; other requests pass untouched."""
     inner = yield
     return mark_chunks(inner, job) if STARTS in job.state else inner

@@ -101,6 +101,8 @@ def test_bad_requests_get_our_error_shape(server) -> None:
     assert "kavya" in unknown.json()["error"]["valid"]
     assert error(tts(server, voice_settings={"speed": 9.0})) == (
         400, "invalid_speed", "voice_settings.speed")
+    assert error(tts(server, language_code="xx")) == (400, "unsupported_language", "language_code")
+    assert tts(server, language_code="en").status_code == 200
     assert error(tts(server, apply_text_normalization="always"))[1] == "invalid_text_normalization"
     missing = httpx.post(server.url + "/v1/text-to-speech/kavya", json={"txt": "Hi"}, timeout=30)
     assert error(missing)[:2] == (400, "invalid_request")

@@ -184,3 +184,32 @@ def test_with_timestamps_errors_and_keys(server) -> None:
     bad = tts(server, "kavya/with-timestamps", params={"output_format": "wav"})
     assert error(bad) == (400, "unsupported_output_format", "output_format")
     assert error(tts(server, "nobody/stream/with-timestamps"))[:2] == (400, "unknown_speaker")
+
+
+# --- the official ``elevenlabs`` SDK ------------------------------------------------------------
+
+def test_official_sdk_speaks_through_every_route(server) -> None:
+    from elevenlabs import ElevenLabs, VoiceSettings
+    from elevenlabs.core.api_error import ApiError
+
+    client = ElevenLabs(api_key="unused", base_url=server.url)
+    audio = b"".join(client.text_to_speech.convert(
+        voice_id="kavya", text=TEXT, model_id="eleven_multilingual_v2", output_format="pcm_16000",
+        voice_settings=VoiceSettings(stability=0.5, similarity_boost=0.7, speed=1.0)))
+    assert len(audio) / 2 / 16000 > 1.0
+    parts = list(client.text_to_speech.stream(voice_id="kavya", text=LONG,
+                                              output_format="mp3_22050_32"))
+    samples, rate = decode(b"".join(parts), "mp3")
+    assert len(parts) > 1 and rate == 22050 and len(samples) / rate > 10
+    timed = client.text_to_speech.convert_with_timestamps(voice_id="kavya", text=TWO,
+                                                          output_format="pcm_16000")
+    assert "".join(timed.alignment.characters) == TWO
+    assert timed.alignment.character_end_times_seconds[-1] == pytest.approx(
+        len(base64.b64decode(timed.audio_base_64)) / 2 / 16000, abs=0.01)
+    pieces = list(client.text_to_speech.stream_with_timestamps(voice_id="kavya", text=TWO,
+                                                               output_format="pcm_16000"))
+    assert "".join(c for p in pieces if p.alignment for c in p.alignment.characters) == TWO
+    with pytest.raises(ApiError) as caught:
+        b"".join(client.text_to_speech.convert(voice_id="rachel", text="Hi."))
+    assert caught.value.status_code == 400
+    assert caught.value.body["error"]["code"] == "unknown_speaker"

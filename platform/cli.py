@@ -24,7 +24,7 @@ def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
     return wrap
 
 
-def _config(args: argparse.Namespace) -> VeenaConfig:
+def config_from_args(args: argparse.Namespace) -> VeenaConfig:
     config = load_config(getattr(args, "config", None))
     if getattr(args, "synthesizer", None):
         config.stages.synthesizer = args.synthesizer
@@ -51,7 +51,7 @@ def serve(args: argparse.Namespace) -> int:
     from veena.platform import lifecycle
     from veena.platform.app import create_app
 
-    config = _config(args)
+    config = config_from_args(args)
     if args.host:
         config.server.host = args.host
     if args.port:
@@ -87,7 +87,7 @@ def say(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     out: BinaryIO = open(args.output, "wb") if args.output else sys.stdout.buffer
     try:
-        job = asyncio.run(_say(_config(args), text, args, out))
+        job = asyncio.run(_say(config_from_args(args), text, args, out))
         if job.output.codec == "wav" and out.seekable():
             _patch_wav_sizes(out)
     finally:
@@ -135,7 +135,7 @@ def voices(args: argparse.Namespace) -> int:
     """Lists the voices."""
     from veena.platform.plugins import build_runtime
 
-    runtime = build_runtime(_config(args))
+    runtime = build_runtime(config_from_args(args))
     for s in runtime.speakers:
         print(f"{s.name:<12} {s.gender:<7} {','.join(s.languages):<10} {s.description}")
     return 0
@@ -146,7 +146,7 @@ def plugins(args: argparse.Namespace) -> int:
     """Lists the loaded plugins and where each comes from."""
     from veena.platform.plugins import build_runtime, loaded_plugins
 
-    runtime = build_runtime(_config(args))
+    runtime = build_runtime(config_from_args(args))
     for name, _plugin, source in loaded_plugins(runtime):
         print(f"{name:<12} {source}")
     for kind, registry in (("codecs", runtime.codecs), ("synthesizers", runtime.synthesizers),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from veena.platform.cli import _config, command
+from veena.platform.cli import command, config_from_args
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def normalize(args: argparse.Namespace) -> int:
     from veena.platform.schemas import GenerateRequest
 
     text = sys.stdin.read() if args.text == "-" else args.text
-    runtime = build_runtime(_config(args))
+    runtime = build_runtime(config_from_args(args))
     job = Pipeline(runtime).prepare(GenerateRequest(text=text, language=args.lang), "cli")
     if args.chunks:
         for chunk in job.chunks:

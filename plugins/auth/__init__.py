@@ -415,3 +415,10 @@ def veena_request_finished(record: RequestRecord, runtime: Runtime) -> None:
             auth.finished(record)
         except Exception:  # noqa: BLE001 - billing bookkeeping must never break a request
             log.exception("credit settlement failed", extra={"request_id": record.request_id})
+
+
+@hookimpl
+def veena_register_commands(subparsers) -> None:
+    from veena.plugins.auth import command
+
+    command.register(subparsers)

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from veena.platform.cli import _config, command
+from veena.platform.cli import config_from_args
 from veena.platform.config import plugin_settings
 from veena.platform.errors import ConfigError
 
@@ -28,7 +28,7 @@ def _database(args: argparse.Namespace):
     from veena.platform.db import open_database
     from veena.plugins.auth import Config as AuthConfig
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     auth = plugin_settings("auth", AuthConfig, cfg.plugins.get("auth", {}))
     return open_database(auth.backend, auth.sqlite_path, pool_size=1, pgbouncer=auth.pgbouncer)
 
@@ -110,7 +110,6 @@ def _keys_args(p: argparse.ArgumentParser) -> None:
                         help="TOML configuration file (default: $VEENA_CONFIG)")
 
 
-@command("keys", _keys_args)
 def keys(args: argparse.Namespace) -> int:
     """Manages API keys: create, list, revoke, credit, usage."""
     return _run(args, globals()[f"_{args.action}"](args))
@@ -214,7 +213,6 @@ def _db_args(p: argparse.ArgumentParser) -> None:
                    help="which set-aside file: storage's sentences or auth's settlements")
 
 
-@command("db", _db_args)
 def db(args: argparse.Namespace) -> int:
     """Database maintenance: migrate, replay."""
     from veena.platform.db import describe, open_database
@@ -226,7 +224,7 @@ def db(args: argparse.Namespace) -> int:
         if args.plugin == "storage":
             from veena.plugins.storage import Config as StorageConfig
 
-            cfg = plugin_settings("storage", StorageConfig, _config(args).plugins.get("storage", {}))
+            cfg = plugin_settings("storage", StorageConfig, config_from_args(args).plugins.get("storage", {}))
             database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1)
         else:
             database = _database(args)
@@ -257,7 +255,7 @@ def _replay(args: argparse.Namespace) -> int:
         from veena.plugins.storage import Config as PluginConfig
     else:
         from veena.plugins.auth import Config as PluginConfig  # type: ignore[assignment]
-    cfg = plugin_settings(plugin, PluginConfig, _config(args).plugins.get(plugin, {}))
+    cfg = plugin_settings(plugin, PluginConfig, config_from_args(args).plugins.get(plugin, {}))
     spool = Path(cfg.spool_dir) if cfg.spool_dir else data_dir() / "spool"
     database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1)
 
@@ -283,3 +281,12 @@ def _replay(args: argparse.Namespace) -> int:
               f"in {spool / (args.queue + '.rejected')}")
         return 0 if not done[1] else 3
     return asyncio.run(main())
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``veena keys`` and ``veena db``."""
+    for name, setup, run, doc in (("keys", _keys_args, keys, 'Manages API keys: create, list, revoke, credit, usage.'),
+                                  ("db", _db_args, db, 'Database maintenance: migrate, replay.')):
+        p = subparsers.add_parser(name, help=doc)
+        setup(p)
+        p.set_defaults(func=run)

@@ -38,6 +38,8 @@ def chunk_spans(job: Job) -> list[tuple[float, float]]:
     else those before the latest chunk that started. A chunk without audio gets no time."""
     starts: dict[int, float] = job.state.get(STARTS, {})
     total = job.state.get(TOTAL)
+    if total is not None and len(starts) <= 1 < len(job.chunks):
+        return _by_length(job.chunks, total)  # the synthesizer reports no chunk starts
     count = len(job.chunks) if total is not None else max(starts, default=0)
     spans, previous = [], 0.0
     for i in range(count):
@@ -47,6 +49,13 @@ def chunk_spans(job: Job) -> list[tuple[float, float]]:
         spans.append((start, max(start, end)))
         previous = spans[-1][1]
     return spans
+
+
+def _by_length(chunks: list[str], total: float) -> list[tuple[float, float]]:
+    """Spans in proportion to the chunks' lengths, for synthesizers that never call
+    ``job.mark_chunk_started``."""
+    edges = np.cumsum([0, *(len(c) for c in chunks)]) * total / max(sum(map(len, chunks)), 1)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
 class Aligner:

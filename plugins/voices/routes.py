@@ -13,6 +13,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.params import FromPath
 
 from veena.platform.errors import VeenaError
+from veena.platform.openapi import error_responses
 from veena.platform.ids import new_id
 from veena.platform.job import Principal
 from veena.platform.pipeline import decode_body
@@ -20,6 +21,9 @@ from veena.platform.runtime import RequestInfo, Runtime
 from veena.plugins.voices import NAME, SYNTHESIZER, Voices, owner_of, voices
 from veena.plugins.voices.credits import charged
 from veena.plugins.voices.store import VoiceRecord
+
+ERRORS = error_responses(401, 402, 403, 429, 503)
+"""What every voice route can answer besides its own: the key checks and a store that is off."""
 
 MAX_NAME = 100
 MAX_DESCRIPTION = 1000
@@ -113,7 +117,8 @@ async def _create(request: Request, state: Voices, principal: Principal | None, 
                          make, lambda rec: rec.id)
 
 
-@post("/v1/voices", status_code=201, summary="Clone a voice from a reference clip")
+@post("/v1/voices", status_code=201, summary="Clone a voice from a reference clip",
+      responses=ERRORS)
 async def create_voice(request: Request) -> Response[dict[str, Any]]:
     state, principal = await _admit(request)
     if request.content_type[0] == "multipart/form-data":
@@ -139,7 +144,8 @@ async def create_voice(request: Request) -> Response[dict[str, Any]]:
     return Response(voice_json(rec), status_code=201)
 
 
-@post("/v1/voices/add", status_code=200, summary="ElevenLabs-compatible voice cloning")
+@post("/v1/voices/add", status_code=200, summary="ElevenLabs-compatible voice cloning",
+      responses=ERRORS)
 async def elevenlabs_add(request: Request) -> dict[str, Any]:
     state, principal = await _admit(request)
     if request.content_type[0] != "multipart/form-data":
@@ -163,7 +169,8 @@ def _catalog(runtime: Runtime) -> list[dict[str, Any]]:
              "category": "catalog"} for s in runtime.speakers]
 
 
-@get("/v1/voices", summary="The catalog's voices and the caller's own")
+@get("/v1/voices", summary="The catalog's voices and the caller's own",
+     responses=ERRORS)
 async def list_voices(request: Request) -> list[dict[str, Any]]:
     """The catalog is public (the try-it page reads it without a key, before start-up too);
     the caller's own voices come after it when the caller is admitted."""
@@ -185,7 +192,8 @@ def _not_found(voice_id: str) -> VeenaError:
                       param="voice_id")
 
 
-@get("/v1/voices/{voice_id:str}", summary="One voice")
+@get("/v1/voices/{voice_id:str}", summary="One voice",
+     responses=ERRORS)
 async def get_voice(request: Request, voice_id: FromPath[str]) -> dict[str, Any]:
     state, principal = await _admit(request)
     rec = await asyncio.to_thread(state.store.get, voice_id, owner_of(principal))
@@ -197,7 +205,8 @@ async def get_voice(request: Request, voice_id: FromPath[str]) -> dict[str, Any]
     return catalog
 
 
-@patch("/v1/voices/{voice_id:str}", summary="Rename or describe one of your voices")
+@patch("/v1/voices/{voice_id:str}", summary="Rename or describe one of your voices",
+       responses=ERRORS)
 async def update_voice(request: Request, voice_id: FromPath[str]) -> dict[str, Any]:
     state, principal = await _admit(request)
     body = decode_body(await request.body(), UpdateVoice)
@@ -216,7 +225,8 @@ async def update_voice(request: Request, voice_id: FromPath[str]) -> dict[str, A
     return voice_json(rec)
 
 
-@delete("/v1/voices/{voice_id:str}", status_code=204, summary="Delete one of your voices")
+@delete("/v1/voices/{voice_id:str}", status_code=204, summary="Delete one of your voices",
+        responses=ERRORS)
 async def delete_voice(request: Request, voice_id: FromPath[str]) -> None:
     state, principal = await _admit(request)
     if not await asyncio.to_thread(state.store.delete, voice_id, owner_of(principal)):

@@ -112,7 +112,9 @@ def test_schemathesis_cli_coverage_and_stateful_phases(url: str, tmp_path: Path)
 
 
 CORE = {*SYNTHESIS, "GET /v1/models", "GET /v1/formats", "GET /v1/tts/health",
-        "POST /v1/text-to-speech/{voice_id}", "POST /v1/text-to-speech/{voice_id}/stream"}
+        "POST /v1/text-to-speech/{voice_id}", "POST /v1/text-to-speech/{voice_id}/stream",
+        "GET /v1/voices", "GET /v1/voices/{voice_id}", "DELETE /v1/voices/{voice_id}",
+        "PATCH /v1/voices/{voice_id}", "POST /v1/voices"}
 
 
 def test_keyed_server_answers_documented_401_and_402(tmp_path: Path) -> None:

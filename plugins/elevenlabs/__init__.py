@@ -16,8 +16,8 @@ from litestar.utils.empty import Empty
 from litestar.utils.scope.state import ScopeState
 
 from veena.platform.app import _synthesize
-from veena.platform.errors import VeenaError
 from veena.platform.audio import PCM
+from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Job
 from veena.platform.openapi import AUDIO_OPT
@@ -69,7 +69,8 @@ async def convert(request: Request, voice_id: FromPath[str], data: JSONBody[Text
 
 @post(PATH + "/stream", status_code=200, summary="ElevenLabs-compatible text to speech "
       "(streamed as it is made)", description=_DESCRIPTION, opt=AUDIO_OPT)
-async def convert_stream(request: Request, voice_id: FromPath[str], data: JSONBody[TextToSpeechBody],
+async def convert_stream(request: Request, voice_id: FromPath[str],
+                         data: JSONBody[TextToSpeechBody],
                          output_format: FromQuery[str | None] = None,
                          optimize_streaming_latency: FromQuery[int | None] = None,
                          enable_logging: FromQuery[bool | None] = None) -> Response[Any]:

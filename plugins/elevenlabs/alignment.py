@@ -63,7 +63,8 @@ class Aligner:
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.offsets = [0]  # where each chunk starts in the normalized string (chunks joined by " ")
+        # where each chunk starts in the normalized string (chunks joined by " ")
+        self.offsets = [0]
         for i, chunk in enumerate(job.chunks):
             self.offsets.append(self.offsets[-1] + len(chunk) + (1 if i else 0))
         self.chars: list[str] = []

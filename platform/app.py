@@ -44,9 +44,11 @@ def _request_id(request: Request) -> str:
     return rid
 
 
-async def _synthesize(request: Request, data: GenerateRequest, *,
-                      headers: dict[str, str] | None = None, sse: bool = False) -> Response[Any]:
-    """Runs one request; ``headers`` go on the response, ``sse`` streams OpenAI SSE events."""
+async def synthesis_response(request: Request, data: GenerateRequest, *,
+                             headers: dict[str, str] | None = None,
+                             sse: bool = False) -> Response[Any]:
+    """Runs one synthesis request end to end (the one streaming implementation every HTTP
+    interface uses); ``headers`` go on the response, ``sse`` streams OpenAI SSE events."""
     pipeline = _pipeline(request)
     rid = _request_id(request)
     request_id_var.set(rid)
@@ -102,7 +104,7 @@ SYNTHESIS_PATHS = frozenset({"/v1/tts/generate", "/v1/audio/speech"})
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
 async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
     # Decoded again, strictly: Litestar's own decoding turns "44100" into 44100.
-    return await _synthesize(request, decode_body(await request.body(), GenerateRequest))
+    return await synthesis_response(request, decode_body(await request.body(), GenerateRequest))
 
 
 OPENAI_PARAMS = {"text": "input", "speaker": "voice", "format": "response_format"}
@@ -123,7 +125,8 @@ async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Resp
         synthesizer = runtime.synthesizers.get(runtime.config.stages.synthesizer)
         req, applied = follow_instructions(data.instructions, data.to_generate(), synthesizer)
         headers = {} if data.instructions is None else {"X-Instructions-Applied": applied}
-        return await _synthesize(request, req, headers=headers, sse=data.stream_format == "sse")
+        return await synthesis_response(request, req, headers=headers,
+                                        sse=data.stream_format == "sse")
     except VeenaError as exc:
         exc.param = OPENAI_PARAMS.get(exc.param or "", exc.param)
         raise

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.utils.empty import Empty
 from litestar.utils.scope.state import ScopeState
 
-from veena.platform.app import _synthesize
+from veena.platform.app import synthesis_response
 from veena.platform.audio import PCM
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
@@ -52,7 +52,8 @@ async def _speak(request: Request, voice_id: str, output_format: str | None,
     present_xi_api_key(request)
     try:
         body = decode_body(await request.body(), TextToSpeechBody)
-        return await _synthesize(request, body.to_generate(voice_id, output_format, stream=stream))
+        return await synthesis_response(
+            request, body.to_generate(voice_id, output_format, stream=stream))
     except VeenaError as exc:
         exc.param = PARAMS.get(exc.param or "", exc.param)
         raise

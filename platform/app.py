@@ -18,7 +18,7 @@ from veena.platform import lifecycle, openapi
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import VeenaError, invalid_choice
-from veena.platform.limits import RequestGuard
+from veena.platform.limits import SYNTHESIS_OPT, RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
 from veena.platform.pipeline import Pipeline, decode_body, field_of, new_request_id
@@ -98,10 +98,9 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
             yield chunk
 
 
-SYNTHESIS_PATHS = frozenset({"/v1/tts/generate", "/v1/audio/speech"})
 
-
-@post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)")
+@post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)",
+      opt=SYNTHESIS_OPT)
 async def generate(request: Request, data: JSONBody[GenerateRequest]) -> Response[Any]:
     # Decoded again, strictly: Litestar's own decoding turns "44100" into 44100.
     return await synthesis_response(request, decode_body(await request.body(), GenerateRequest))
@@ -112,6 +111,7 @@ OPENAI_PARAMS = {"text": "input", "speaker": "voice", "format": "response_format
 
 
 @post("/v1/audio/speech", status_code=200, summary="OpenAI-compatible speech endpoint",
+      opt=SYNTHESIS_OPT,
       description="As OpenAI documents it: mp3 by default, `pcm` at 24 kHz, OpenAI voice names "
                   "through voice aliases, `speed`, `instructions` (what was applied is in "
                   "`X-Instructions-Applied`) and `stream_format: sse`.")
@@ -230,7 +230,7 @@ def create_app(config: VeenaConfig | None = None, *,
     app = Litestar(
         route_handlers=handlers,
         middleware=[lambda app: TelemetryMiddleware(app, runtime.telemetry, routes),
-                    lambda app: RequestGuard(app, runtime, SYNTHESIS_PATHS)],
+                    lambda app: RequestGuard(app, runtime)],
         on_startup=[startup], on_shutdown=[shutdown],
         exception_handlers={VeenaError: _on_veena_error, ValidationException: _on_validation,
                             HTTPException: _on_http, Exception: _on_crash},

@@ -33,18 +33,22 @@ from veena.platform.pipeline import new_request_id
 from veena.platform.runtime import RequestRecord, Runtime
 
 log = logging.getLogger("veena.limits")
+SYNTHESIS_FLAG = "veena_synthesis"
+SYNTHESIS_OPT = {SYNTHESIS_FLAG: True}
+"""``opt=`` of a route that synthesizes (core or plugin): a client that leaves before its body
+was read is recorded as a cancelled request."""
+
 _DEPTH_HINT = 64
 """Bodies with fewer brackets than this cannot be nested deeply enough to matter."""
 
 
 class RequestGuard:
-    """See the module docstring; ``synthesis_paths`` are the routes whose requests are
-    recorded (``veena_request_finished``) when the client leaves before its body was read."""
+    """See the module docstring; requests of routes marked ``SYNTHESIS_OPT`` are recorded
+    (``veena_request_finished``) when the client leaves before its body was read."""
 
-    def __init__(self, app: Any, runtime: Runtime, synthesis_paths: frozenset[str]) -> None:
+    def __init__(self, app: Any, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self.synthesis_paths = synthesis_paths
         server = runtime.config.server
         self.max_body = server.max_body_bytes
         self.max_headers = server.max_header_bytes
@@ -101,7 +105,8 @@ class RequestGuard:
         rid = _request_id(scope)
         scope.setdefault("state", {})["client_closed"] = True
         event("tts.client_closed", request_id=rid, path=scope.get("path", ""), before="body")
-        if scope.get("path") not in self.synthesis_paths:
+        handler = scope.get("route_handler")
+        if handler is None or not handler.opt.get(SYNTHESIS_FLAG):
             return
         defaults = self.runtime.config.defaults
         record = RequestRecord(

@@ -20,6 +20,7 @@ from veena.platform.audio import PCM
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Job
+from veena.platform.limits import SYNTHESIS_OPT
 from veena.platform.openapi import AUDIO_OPT
 from veena.platform.pipeline import decode_body
 from veena.platform.runtime import Runtime
@@ -60,7 +61,7 @@ async def _speak(request: Request, voice_id: str, output_format: str | None,
 
 
 @post(PATH, status_code=200, summary="ElevenLabs-compatible text to speech (whole body)",
-      description=_DESCRIPTION, opt=AUDIO_OPT)
+      description=_DESCRIPTION, opt={**AUDIO_OPT, **SYNTHESIS_OPT})
 async def convert(request: Request, voice_id: FromPath[str], data: JSONBody[TextToSpeechBody],
                   output_format: FromQuery[str | None] = None,
                   optimize_streaming_latency: FromQuery[int | None] = None,
@@ -69,7 +70,8 @@ async def convert(request: Request, voice_id: FromPath[str], data: JSONBody[Text
 
 
 @post(PATH + "/stream", status_code=200, summary="ElevenLabs-compatible text to speech "
-      "(streamed as it is made)", description=_DESCRIPTION, opt=AUDIO_OPT)
+      "(streamed as it is made)", description=_DESCRIPTION,
+      opt={**AUDIO_OPT, **SYNTHESIS_OPT})
 async def convert_stream(request: Request, voice_id: FromPath[str],
                          data: JSONBody[TextToSpeechBody],
                          output_format: FromQuery[str | None] = None,
@@ -92,7 +94,7 @@ async def _timed(request: Request, voice_id: str, output_format: str | None,
 
 
 @post(PATH + "/with-timestamps", status_code=200, summary="ElevenLabs-compatible text to speech "
-      "with character timing (estimated)", description=_DESCRIPTION)
+      "with character timing (estimated)", description=_DESCRIPTION, opt=SYNTHESIS_OPT)
 async def convert_with_timestamps(request: Request, voice_id: FromPath[str],
                                   data: JSONBody[TextToSpeechBody],
                                   output_format: FromQuery[str | None] = None,
@@ -103,7 +105,7 @@ async def convert_with_timestamps(request: Request, voice_id: FromPath[str],
 
 @post(PATH + "/stream/with-timestamps", status_code=200, summary="ElevenLabs-compatible "
       "streamed text to speech with character timing (estimated), as JSON lines",
-      description=_DESCRIPTION)
+      description=_DESCRIPTION, opt=SYNTHESIS_OPT)
 async def stream_with_timestamps(request: Request, voice_id: FromPath[str],
                                  data: JSONBody[TextToSpeechBody],
                                  output_format: FromQuery[str | None] = None,

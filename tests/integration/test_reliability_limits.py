@@ -86,27 +86,31 @@ def metric(srv, route: str, status: str) -> float:
     return 0.0
 
 
-def test_client_closing_before_its_body_is_read_is_499_and_recorded(start_server):
+@pytest.mark.parametrize(("path", "route"), [
+    ("/v1/tts/generate", "/v1/tts/generate"),
+    ("/v1/text-to-speech/kavya/stream", "other"),  # a plugin's route, marked SYNTHESIS_OPT
+])
+def test_client_closing_before_its_body_is_read_is_499_and_recorded(start_server, path, route):
     srv = start_server()
     body = b'{"text": "This text never fully arrives at the server, the client left."}'
     rids = [f"gone-{i}" for i in range(30)]
     for rid in rids:  # the body is cut short: the server learns of the close first
         s = socket.create_connection(("127.0.0.1", srv.port))
-        s.sendall(b"POST /v1/tts/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                  b"\r\nX-Request-ID: %s\r\nContent-Length: %d\r\n\r\n" % (rid.encode(), len(body))
-                  + body[:20])
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nX-Request-ID: %s\r\nContent-Length: %d\r\n\r\n"
+                  % (path.encode(), rid.encode(), len(body)) + body[:20])
         s.close()
     full = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(50)]
     for s in full:  # and a storm of whole requests whose client leaves at once
-        s.sendall(b"POST /v1/tts/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                  b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body)) + body)
     for s in full:
         s.close()
     deadline = time.monotonic() + 20
-    while metric(srv, "/v1/tts/generate", "499") < len(rids) and time.monotonic() < deadline:
+    while metric(srv, route, "499") < len(rids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert metric(srv, "/v1/tts/generate", "499") >= len(rids)
-    assert metric(srv, "/v1/tts/generate", "500") == 0
+    assert metric(srv, route, "499") >= len(rids)
+    assert metric(srv, route, "500") == 0
     for rid in rids[:3]:
         assert srv.wait_event("tts.client_closed", rid)
     assert "http_error" not in srv.log.read_text()

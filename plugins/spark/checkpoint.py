@@ -195,8 +195,11 @@ def write_random_checkpoint(folder: str | Path, size: str = "tiny", seed: int = 
 
     cfg = bicodec_config(size)
     (codec_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), "utf-8")
-    save_file(random_bicodec_state(cfg, seed), str(codec_dir / "model.safetensors"),
-              metadata={"format": "pt"})
+    from veena.plugins.spark.bicodec.speaker import random_speaker_state
+
+    # Decoder and speaker encoder in one file, as released (the voices plugin clones with it).
+    save_file({**random_bicodec_state(cfg, seed), **random_speaker_state(cfg, seed)},
+              str(codec_dir / "model.safetensors"), metadata={"format": "pt"})
 
     tokenizer = build_tokenizer(size)
     tokenizer.save_pretrained(llm_dir)

@@ -16,25 +16,8 @@ def tiny_checkpoint(factory: pytest.TempPathFactory) -> Path:
         from veena.plugins.spark.checkpoint import write_random_checkpoint
 
         folder = write_random_checkpoint(factory.mktemp("veena3-tiny"), "tiny", seed=0)
-        add_speaker_encoder(folder / "BiCodec", seed=0)
         _built["tiny"] = folder
     return _built["tiny"]
-
-
-def add_speaker_encoder(codec_dir: Path, seed: int = 0) -> None:
-    """Adds random speaker-encoder weights (released key names, mel buffers included) to a
-    ``BiCodec/model.safetensors`` that holds only the decode path, as the released file does."""
-    import yaml
-    from safetensors.torch import load_file, save_file
-
-    from veena.plugins.spark.bicodec.speaker import random_speaker_state
-
-    weights = codec_dir / "model.safetensors"
-    state = load_file(str(weights))
-    config = yaml.safe_load((codec_dir / "config.yaml").read_text("utf-8"))
-    extra = random_speaker_state(config, seed)
-    assert not set(extra) & set(state), "speaker-encoder keys already present"
-    save_file({**state, **extra}, str(weights), metadata={"format": "pt"})
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -26,6 +26,7 @@ from veena.platform.speech_api import follow_instructions, sse_events
 from veena.platform.plugins import build_runtime, plugin_routes, route_keys
 from veena.platform.runtime import Phase, RequestInfo, Runtime
 from veena.platform.telemetry import TelemetryMiddleware
+from veena.platform.streams import started
 from veena.platform.schemas import (FormatInfo, GenerateRequest, Health, ModelInfo, ModelList,
                                     SpeechRequest)
 
@@ -77,26 +78,8 @@ async def synthesis_response(request: Request, data: GenerateRequest, *,
                              "request time limit; send shorter text or stream the response", 504)
         return Response(body, media_type=codec.media_type, status_code=200,
                         headers=response_headers(job, pipeline.runtime, whole_body=True))
-    # Pull the first bytes before the status line goes out, so a failure to start is a
-    # proper JSON error rather than a broken 200.
-    try:
-        first = await anext(audio)
-    except StopAsyncIteration:
-        first = b""
-    except BaseException:
-        await audio.aclose()
-        raise
-    return Stream(_prepend(first, audio), media_type=media_type, status_code=200,
+    return Stream(await started(audio), media_type=media_type, status_code=200,
                   headers=response_headers(job, pipeline.runtime, whole_body=False))
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async with aclosing(rest):
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-
 
 
 @post("/v1/tts/generate", status_code=200, summary="Synthesize speech (streaming or whole body)",

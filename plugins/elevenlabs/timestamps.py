@@ -17,6 +17,7 @@ from veena.platform import lifecycle
 from veena.platform.errors import VeenaError
 from veena.platform.headers import response_headers
 from veena.platform.job import Job
+from veena.platform.streams import started
 from veena.platform.logs import event, request_id_var
 from veena.platform.pipeline import decode_body, new_request_id
 from veena.platform.runtime import RequestInfo
@@ -78,21 +79,6 @@ async def lines(job: Job, audio: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 async def streamed(request: Request, job: Job, audio: AsyncIterator[bytes]) -> Response[Any]:
     """The lines as a stream; the first is made before the status goes out (clean errors)."""
-    body = lines(job, audio)
-    try:
-        first = await anext(body)
-    except StopAsyncIteration:
-        first = b""
-    except BaseException:
-        await body.aclose()
-        raise
-
-    async def all_lines() -> AsyncIterator[bytes]:
-        async with aclosing(body):
-            if first:
-                yield first
-            async for line in body:
-                yield line
-
-    return Stream(all_lines(), media_type="application/x-ndjson", status_code=200,
+    body = await started(lines(job, audio))
+    return Stream(body, media_type="application/x-ndjson", status_code=200,
                   headers=response_headers(job, request.app.state.runtime, whole_body=False))

@@ -179,3 +179,14 @@ def redis_url(redis_server) -> str:
     """The session's Redis, emptied for this test."""
     redis_server.command("FLUSHALL")
     return redis_server.url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request, tmp_path):
+    """The environment of a `veena` subprocess whose store is SQLite, then PostgreSQL."""
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_KEY", "VEENA_CONFIG")}
+    e["VEENA_DATA_DIR"] = str(tmp_path / "data")
+    if request.param == "postgres":
+        e["DATABASE_URL"] = request.getfixturevalue("pg_dsn")
+    return e

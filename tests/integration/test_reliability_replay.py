@@ -11,19 +11,8 @@ import time
 import uuid
 
 import msgspec
-import pytest
 
 from veena.platform.db import SentenceRow, open_database
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def env(request, tmp_path):
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_KEY", "VEENA_CONFIG")}
-    e["VEENA_DATA_DIR"] = str(tmp_path / "data")
-    if request.param == "postgres":
-        e["DATABASE_URL"] = request.getfixturevalue("pg_dsn")
-    return e
 
 
 def row(text: str) -> SentenceRow:
@@ -35,10 +24,10 @@ def row(text: str) -> SentenceRow:
                        ttfb_ms=None, total_ms=10.0, outcome="completed")
 
 
-def stored(env: dict[str, str], request_id: str) -> list[SentenceRow]:
+def stored(store_env: dict[str, str], request_id: str) -> list[SentenceRow]:
     async def main() -> list[SentenceRow]:
         old = {k: os.environ.get(k) for k in ("DATABASE_URL", "VEENA_DATA_DIR")}
-        os.environ.update({k: env[k] for k in old if k in env})
+        os.environ.update({k: store_env[k] for k in old if k in store_env})
         try:
             db = open_database("auto")
             await db.open()
@@ -55,8 +44,8 @@ def stored(env: dict[str, str], request_id: str) -> list[SentenceRow]:
     return asyncio.run(main())
 
 
-def test_db_replay_writes_set_aside_rows(env):
-    spool = os.path.join(env["VEENA_DATA_DIR"], "spool")
+def test_db_replay_writes_set_aside_rows(store_env):
+    spool = os.path.join(store_env["VEENA_DATA_DIR"], "spool")
     os.makedirs(spool)
     rows = [row("before\u0000after"), row("plain"), row("x\u2400y")]
     enc = msgspec.json.encode
@@ -65,12 +54,12 @@ def test_db_replay_writes_set_aside_rows(env):
         for r in rows[1:]:
             f.write(enc({"reason": "UntranslatableCharacterError: x", "at": 1.0, "row": r}) + b"\n")
         f.write(b"not json\n")
-    proc = subprocess.run([sys.executable, "-m", "veena.platform.cli", "db", "replay"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "veena.platform.cli", "db", "replay"], env=store_env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3, proc.stderr  # the garbage line stays set aside
     assert "3 row(s) written, 1 still set aside" in proc.stdout
     for r in rows:
-        [got] = stored(env, r.request_id)
+        [got] = stored(store_env, r.request_id)
         assert got.original_text == r.original_text
     with open(os.path.join(spool, "sentences.rejected"), "rb") as f:
         assert f.read() == b"not json\n"

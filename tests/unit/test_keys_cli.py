@@ -3,51 +3,38 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-import pytest
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def env(request, tmp_path):
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_KEY", "VEENA_CONFIG")}
-    e["VEENA_DATA_DIR"] = str(tmp_path / "data")
-    if request.param == "postgres":
-        e["DATABASE_URL"] = request.getfixturevalue("pg_dsn")
-    return e
-
-
-def veena(env, *args, ok=True):
-    proc = subprocess.run([sys.executable, "-m", "veena.platform.cli", *args], env=env,
+def veena(store_env, *args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "veena.platform.cli", *args], env=store_env,
                           capture_output=True, text=True, timeout=60)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
-def test_keys_lifecycle(env):
-    created = veena(env, "keys", "create", "--owner", "acme", "--name", "web", "--credits", "500",
+def test_keys_lifecycle(store_env):
+    created = veena(store_env, "keys", "create", "--owner", "acme", "--name", "web", "--credits", "500",
                     "--rpm", "30", "--streams", "2", "--expires-in", "30d")
     secret = created.stdout.strip()
     assert secret.startswith("vk_") and len(secret) == 46
     assert "not shown again" in created.stderr and secret not in created.stderr
-    (key,) = [json.loads(line) for line in veena(env, "keys", "list", "--json").stdout.splitlines()]
+    (key,) = [json.loads(line) for line in veena(store_env, "keys", "list", "--json").stdout.splitlines()]
     assert key["owner"] == "acme" and key["credits"] == 500 and key["rate_per_minute"] == 30
     assert key["max_streams"] == 2 and key["scopes"] == ["tts"] and key["expires_at"]
-    assert secret not in veena(env, "keys", "list").stdout  # the table never shows secrets
-    assert key["id"] in veena(env, "keys", "list", "--owner", "acme").stdout
-    assert veena(env, "keys", "credit", key["id"], "250").stdout.strip() == "750"
-    assert veena(env, "keys", "credit", key["id"], "-1000", ok=False).returncode == 1
-    assert veena(env, "keys", "revoke", key["id"]).returncode == 0
-    assert "revoked" in veena(env, "keys", "list").stdout
-    assert veena(env, "keys", "revoke", "key_nope", ok=False).returncode == 1
-    assert veena(env, "keys", "usage", key["id"]).stdout == ""
-    assert "up to date" in veena(env, "db", "migrate").stdout
+    assert secret not in veena(store_env, "keys", "list").stdout  # the table never shows secrets
+    assert key["id"] in veena(store_env, "keys", "list", "--owner", "acme").stdout
+    assert veena(store_env, "keys", "credit", key["id"], "250").stdout.strip() == "750"
+    assert veena(store_env, "keys", "credit", key["id"], "-1000", ok=False).returncode == 1
+    assert veena(store_env, "keys", "revoke", key["id"]).returncode == 0
+    assert "revoked" in veena(store_env, "keys", "list").stdout
+    assert veena(store_env, "keys", "revoke", "key_nope", ok=False).returncode == 1
+    assert veena(store_env, "keys", "usage", key["id"]).stdout == ""
+    assert "up to date" in veena(store_env, "db", "migrate").stdout
 
 
-def test_bad_expiry_is_a_clear_error(env):
-    proc = veena(env, "keys", "create", "--owner", "x", "--expires-in", "soon", ok=False)
+def test_bad_expiry_is_a_clear_error(store_env):
+    proc = veena(store_env, "keys", "create", "--owner", "x", "--expires-in", "soon", ok=False)
     assert proc.returncode == 2 and "--expires-in" in proc.stderr

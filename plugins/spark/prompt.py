@@ -7,6 +7,7 @@ control tokens of its style block and, optionally, 32 pinned global tokens::
     task = "controllable_tts"
     control = ["<|gender_0|>", "<|pitch_label_2|>", "<|speed_label_2|>"]
     global_tokens = [1203, 88, ...]   # optional: skips the first generation phase
+    speed_levels = [0.62, 0.8, 1.0, 1.19, 1.41]   # optional: rate of speed labels 0-4
 
 Phase 1 (no pinned tokens, first chunk only) asks for the 32 global tokens::
 
@@ -22,6 +23,9 @@ Phase 2 continues the same sequence with the global tokens in place::
 from __future__ import annotations
 
 from typing import Any
+
+import math
+import re
 
 import msgspec
 
@@ -40,6 +44,11 @@ class VoiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Added tokens placed in the style block (gender, pitch, speed, emotion, speaker ...)."""
     global_tokens: list[int] | None = None
     """32 codes (0..4095) that fix the timbre; without them the model picks them per request."""
+    speed_levels: list[float] | None = None
+    """The speaking rate each ``<|speed_label_0..4|>`` gives this voice, relative to its own
+    label's (which reads 1.0), as measured on the checkpoint (``bench_spark_speed.py`` prints
+    them). With them and a speed label in ``control``, a request's ``speed`` picks the nearest
+    label; without them the model's rate is not assumed and the pipeline time-stretches."""
 
     @classmethod
     def parse(cls, table: dict[str, Any], voice: str) -> VoiceSettings:
@@ -52,11 +61,39 @@ class VoiceSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                               or not all(0 <= v < GLOBAL_CODES for v in g)):
             raise VocabularyError(f"voice {voice!r}: global_tokens must be "
                                   f"{GLOBAL_TOKENS_PER_VOICE} integers in 0..{GLOBAL_CODES - 1}")
+        levels = settings.speed_levels
+        if levels is not None and (len(levels) != SPEED_LABELS or not all(v > 0 for v in levels)
+                                   or settings.speed_label is None):
+            raise VocabularyError(f"voice {voice!r}: speed_levels must be {SPEED_LABELS} positive "
+                                  "rates, and control must hold a <|speed_label_N|> token")
         return settings
 
     @property
     def task_token(self) -> str:
         return TASKS.get(self.task, self.task)
+
+    @property
+    def speed_label(self) -> int | None:
+        """The level of the ``<|speed_label_N|>`` token in ``control``, if there is one."""
+        found = next((m for c in self.control if (m := _SPEED_LABEL.fullmatch(c))), None)
+        return int(found.group(1)) if found else None
+
+    def at_speed(self, speed: float) -> tuple[VoiceSettings, float]:
+        """These settings with the speed label nearest ``speed`` (on a log scale), and the rate
+        that label gives; unchanged and 1.0 where the voice has no measured ``speed_levels``."""
+        own, levels = self.speed_label, self.speed_levels
+        if own is None or levels is None or speed == 1.0:
+            return self, 1.0
+        rates = [v / levels[own] for v in levels]
+        label = min(range(SPEED_LABELS), key=lambda i: abs(math.log(rates[i] / speed)))
+        control = [f"<|speed_label_{label}|>" if _SPEED_LABEL.fullmatch(c) else c
+                   for c in self.control]
+        return msgspec.structs.replace(self, control=control), rates[label]
+
+
+SPEED_LABELS = 5
+"""Veena3's speaking-rate labels, ``<|speed_label_0|>`` (slowest) to ``<|speed_label_4|>``."""
+_SPEED_LABEL = re.compile(r"<\|speed_label_(\d)\|>")
 
 
 class PromptBuilder:

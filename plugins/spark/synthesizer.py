@@ -296,6 +296,11 @@ class SparkSynthesizer:
             self._voices[speaker.name] = settings
         return settings
 
+    def speed_factor(self, speed: float, speaker: Speaker) -> float:
+        """The part of a request's ``speed`` the voice's own speed label gives (where its TOML
+        has measured ``speed_levels``); the pipeline time-stretches the rest."""
+        return self._settings(speaker).at_speed(speed)[1]
+
     def token_limit(self, text: str, requested: int | None) -> int:
         """Semantic tokens one chunk may generate: the request's ``max_tokens`` (if any), the
         configured cap, and a guard proportional to the chunk's length against run-away output."""
@@ -310,7 +315,7 @@ class SparkSynthesizer:
             await self.start()
         m = self._loaded
         assert m is not None
-        settings = self._settings(job.speaker)
+        settings = self._settings(job.speaker).at_speed(job.state.get("speed", 1.0))[0]
         s = job.sampling
         joiner = ChunkJoiner(round(self.config.chunk_crossfade_ms * self.sample_rate / 1000))
         global_tokens = list(settings.global_tokens) if settings.global_tokens else None

@@ -152,7 +152,7 @@ def test_long_text_reuses_the_first_chunks_global_tokens(synth, monkeypatch):
     generated = [st.generated for st in seen.streams[1:]]
     assert all(0 < g <= 20 for g in generated)
     assert samples == sum(generated) * 320 - 2 * 320  # three chunks, two 20 ms crossfades
-    assert job.state["chunk_started"] == 2 and all(b.sample_rate == 16000 for b in blocks)
+    assert job.chunk_started == 2 and all(b.sample_rate == 16000 for b in blocks)
     # same seed, same audio
     again = loop.run_until_complete(run())
     assert np.array_equal(np.concatenate([b.samples for b in blocks]),
@@ -303,3 +303,62 @@ def test_decoder_batches_concurrent_windows_with_the_same_output(synth):
         np.testing.assert_allclose(a, c, atol=1e-5)
     # decode_workers=2: the first two windows go at once, then the rest by length: 73s, 34, 20
     assert batches < len(windows)
+
+
+# --- speaking rate through the voice's own speed label ---------------------------------------
+
+LEVELS = [0.6, 0.8, 1.0, 1.2, 1.4]
+
+
+def _measured(voice: str):
+    """A catalog voice whose TOML carries measured ``speed_levels``."""
+    speaker = {s.name: s for s in load_catalog()}[voice]
+    spark = {**speaker.settings("spark"), "speed_levels": LEVELS}
+    return msgspec.structs.replace(speaker, name=f"{voice}_measured", aliases=(),
+                                   synthesizers={**speaker.synthesizers, "spark": spark})
+
+
+def test_speed_picks_the_nearest_measured_label():
+    v = VoiceSettings.parse({"control": ["<|gender_0|>", "<|speed_label_2|>"],
+                             "speed_levels": LEVELS}, "v")
+    assert v.speed_label == 2
+    assert v.at_speed(1.0) == (v, 1.0)
+    faster, rate = v.at_speed(1.25)
+    assert faster.control == ["<|gender_0|>", "<|speed_label_3|>"] and rate == 1.2
+    assert v.at_speed(1.3)[1] == 1.4  # nearest on a log scale: ln(1.4/1.3) < ln(1.3/1.2)
+    assert v.at_speed(0.25)[0].control[1] == "<|speed_label_0|>" and v.at_speed(4.0)[1] == 1.4
+    # rates are relative to the voice's own label
+    slow = VoiceSettings.parse({"control": ["<|speed_label_1|>"], "speed_levels": LEVELS}, "v")
+    assert slow.at_speed(1.0)[1] == 1.0 and slow.at_speed(1.25) == (
+        msgspec.structs.replace(slow, control=["<|speed_label_2|>"]), 1.25)
+    # without measured levels the model's rate is not assumed
+    plain = VoiceSettings.parse({"control": ["<|speed_label_2|>"]}, "v")
+    assert plain.at_speed(2.0) == (plain, 1.0)
+
+
+@pytest.mark.parametrize("table", [{"speed_levels": LEVELS},  # no speed label in control
+                                   {"control": ["<|speed_label_2|>"], "speed_levels": [1.0, 2.0]},
+                                   {"control": ["<|speed_label_2|>"],
+                                    "speed_levels": [0, 1, 1, 1, 1]}])
+def test_bad_speed_levels_are_refused(table):
+    from veena.plugins.spark.tokens import VocabularyError
+
+    with pytest.raises(VocabularyError, match="speed_levels"):
+        VoiceSettings.parse(table, "v")
+
+
+def test_request_speed_reaches_the_prompt_as_a_speed_label(synth, monkeypatch):
+    s, loop = synth
+    voice = _measured("kavya")
+    assert s.speed_factor(1.4, voice) == 1.4 and s.speed_factor(1.1, _pinned("kavya")) == 1.0
+    seen = _record_submits(s.engine, monkeypatch)
+    job = _job(voice, ["Hello."], max_tokens=10)
+    job.state["speed"] = 1.4
+
+    async def run():
+        return [p async for p in s.stream(job)]
+
+    loop.run_until_complete(run())
+    label = s._loaded.tokens.id("<|speed_label_4|>")
+    assert all(label in r.prompt_ids for r in seen)
+    assert s._loaded.tokens.id("<|speed_label_2|>") not in seen[0].prompt_ids

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from veena.platform.schemas import Pronunciation
     from veena.speakers import Speaker
 
 
@@ -68,6 +69,8 @@ class Job:
     normalize: bool = True
     chunking: bool = True
     language: str | None = None
+    pronunciations: tuple[Pronunciation, ...] = ()
+    """The request's own word -> spoken form entries, read before the server's lexicon."""
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     principal: Principal | None = None
     normalized_text: str | None = None

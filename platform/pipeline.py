@@ -104,7 +104,7 @@ class Pipeline:
             stream=cfg.defaults.stream if req.stream is None else req.stream,
             normalize=cfg.defaults.normalize if req.normalize is None else req.normalize,
             chunking=cfg.defaults.chunking if req.chunking is None else req.chunking,
-            language=req.language,
+            language=req.language, pronunciations=tuple(req.pronunciations or ()),
             sampling=_sampling(req), principal=principal)
         if speed != 1.0:
             job.state["speed"] = speed

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from veena.platform.errors import VeenaError
+
 Temperature = Annotated[float, msgspec.Meta(ge=0.05, le=2.0)]
 TopK = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 TopP = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
@@ -13,6 +15,42 @@ MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 Bitrate = Annotated[int, msgspec.Meta(ge=6_000, le=512_000)]
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 """The speaking-rate factors a request may ask for (OpenAI's range); outside: 400 ``invalid_speed``."""
+MAX_PRONUNCIATIONS, MAX_WORD_CHARS, MAX_SPOKEN_CHARS = 100, 100, 300
+"""Bounds of a request's ``pronunciations``: entries, characters of a word, of a spoken form."""
+
+
+class Pronunciation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One entry of a request's ``pronunciations``: ``word`` (or phrase), wherever it stands as
+    a whole word, is read as ``spoken``; before the server's lexicon and the number rules."""
+
+    word: str
+    spoken: str
+    case_sensitive: bool = False
+
+
+def check_pronunciations(items: list[Pronunciation] | None) -> None:
+    """400 ``invalid_pronunciations`` (with the limits) for a list over the bounds or an
+    entry whose word is blank."""
+    if not items:
+        return
+    limits = {"max_entries": MAX_PRONUNCIATIONS, "max_word_chars": MAX_WORD_CHARS,
+              "max_spoken_chars": MAX_SPOKEN_CHARS}
+    problem = None
+    if len(items) > MAX_PRONUNCIATIONS:
+        problem = f"{len(items)} entries; at most {MAX_PRONUNCIATIONS}"
+    for i, p in enumerate(items):
+        if problem:
+            break
+        if not p.word.strip():
+            problem = f"entry {i} has a blank word"
+        elif len(p.word) > MAX_WORD_CHARS:
+            problem = f"entry {i}'s word has {len(p.word)} characters; at most {MAX_WORD_CHARS}"
+        elif len(p.spoken) > MAX_SPOKEN_CHARS:
+            problem = (f"entry {i}'s spoken form has {len(p.spoken)} characters; at most "
+                       f"{MAX_SPOKEN_CHARS}")
+    if problem:
+        raise VeenaError("invalid_pronunciations", f"pronunciations: {problem}", 400,
+                         param="pronunciations", **limits)
 
 
 class GenerateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -35,6 +73,11 @@ class GenerateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_tokens: MaxTokens | None = None
     speed: float | None = None
     """Speaking-rate factor, ``MIN_SPEED``-``MAX_SPEED`` (1.0 = the voice's own rate)."""
+    pronunciations: list[Pronunciation] | None = None
+    """How words are read in this request (``check_pronunciations`` bounds them)."""
+
+    def __post_init__(self) -> None:
+        check_pronunciations(self.pronunciations)
 
 
 class VoiceRef(msgspec.Struct):
@@ -62,6 +105,8 @@ class SpeechRequest(msgspec.Struct, kw_only=True):
     stream_format: str | None = None
     """``audio`` (default: the raw audio bytes) or ``sse`` (``speech.audio.delta`` events)."""
     stream: bool | None = None
+    pronunciations: list[Pronunciation] | None = None
+    """Veena's own: how words are read (as ``GenerateRequest.pronunciations``)."""
 
     def to_generate(self) -> GenerateRequest:
         """The equivalent generate request: mp3 by default, ``pcm`` at 24 kHz."""
@@ -69,7 +114,8 @@ class SpeechRequest(msgspec.Struct, kw_only=True):
         voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
         rate = OPENAI_PCM_RATE if fmt.strip().lower() == "pcm" else None
         return GenerateRequest(text=self.input, speaker=voice, format=fmt, sample_rate=rate,
-                               stream=self.stream, speed=self.speed)
+                               stream=self.stream, speed=self.speed,
+                               pronunciations=self.pronunciations)
 
 
 class VoiceInfo(msgspec.Struct):

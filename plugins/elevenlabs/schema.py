@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from veena.platform.errors import invalid_choice
-from veena.platform.schemas import GenerateRequest
+from veena.platform.schemas import GenerateRequest, Pronunciation
 
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"
 """ElevenLabs' default when a request names no ``output_format``."""
@@ -55,6 +55,9 @@ class TextToSpeechBody(msgspec.Struct, kw_only=True):
     apply_text_normalization: str | None = None
     apply_language_text_normalization: bool | None = None
     use_pvc_as_ivc: bool | None = None
+    pronunciations: list[Pronunciation] | None = None
+    """Veena's own per-request lexicon (ElevenLabs' dictionary locators name stored
+    dictionaries, which this server does not have)."""
 
     def to_generate(self, voice_id: str, output_format: str | None, *,
                     stream: bool) -> GenerateRequest:
@@ -71,4 +74,5 @@ class TextToSpeechBody(msgspec.Struct, kw_only=True):
         speed = self.voice_settings.speed if self.voice_settings else None
         return GenerateRequest(text=self.text, speaker=voice_id, format=fmt, stream=stream,
                                normalize=NORMALIZATION[mode], language=self.language_code,
-                               seed=self.seed, speed=speed)
+                               seed=self.seed, speed=speed,
+                               pronunciations=self.pronunciations)

@@ -115,7 +115,7 @@ class Engine:
 
         Returns the text and whether a space had to be put between a rewrite and a word glued
         to it (then another pass may find more)."""
-        langs = _Languages(text, hint, self.default_language)
+        langs = Languages(text, hint, self.default_language)
         contexts = self.contexts
         out: list[str] = []
         last = 0
@@ -151,7 +151,7 @@ class Engine:
         return "".join(out), padded
 
 
-class _Languages:
+class Languages:
     """The language of the sentence around an offset, worked out only for sentences that have
     something to rewrite: the script most of its words are in; with no letters, the request's
     hint, else the script of the whole text, else the configured default."""

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from veena.platform.errors import VeenaError
-from veena.platform.schemas import GenerateRequest, Bitrate, MaxTokens, Temperature, TopK, TopP
+from veena.platform.schemas import GenerateRequest, Bitrate, MaxTokens, Pronunciation, \
+    Temperature, TopK, TopP
 
 ContextId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 DEFAULT_CONTEXT = "default"
@@ -36,6 +37,8 @@ class Start(msgspec.Struct, tag="start", tag_field="type", forbid_unknown_fields
     """Audio as binary frames (after a JSON ``audio`` event) or as base64 inside the event."""
     timestamps: bool = False
     """Send an ``alignment`` event per spoken segment (character offsets -> audio seconds)."""
+    pronunciations: list[Pronunciation] | None = None
+    """How words are read in every context of the session (as HTTP's ``pronunciations``)."""
 
     def __repr__(self) -> str:  # never show the key
         return f"Start(voice={self.voice!r}, format={self.format!r})"
@@ -71,6 +74,8 @@ def request(start: Start, text: str, **fields: object) -> GenerateRequest:
                    top_p=start.top_p, seed=start.seed, max_tokens=start.max_tokens, stream=True)
     if start.speed is not None:
         options["speed"] = start.speed
+    if start.pronunciations:
+        options["pronunciations"] = start.pronunciations
     options.update(fields)
     try:
         return GenerateRequest(text=text, **options)

@@ -1,0 +1,69 @@
+"""Applies several matchers to one text in one pass, earlier matchers first, recording edits."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from veena.plugins.lexicon.matcher import Matcher
+
+Edit = tuple[int, int, str]
+"""``(start, end, spoken)``: ``text[start:end]`` (original offsets) is replaced by ``spoken``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A matcher and the one language whose sentences it applies to (None: every sentence)."""
+
+    matcher: Matcher
+    language: str | None = None
+
+
+def find_edits(text: str, layers: Sequence[Layer],
+               language_at: Callable[[int], str] | None = None) -> list[Edit]:
+    """The non-overlapping replacements, in text order. Where two layers' words overlap, the
+    earlier layer wins; ``language_at(offset)`` gives the language of the sentence there (only
+    asked for layers bound to a language)."""
+    edits: list[Edit] = []
+    starts: list[int] = []
+    for layer in layers:
+        if not layer.matcher:
+            continue
+        first = not edits
+        for s, e, spoken in layer.matcher.finditer(text):
+            if layer.language is not None and (language_at is None
+                                               or language_at(s) != layer.language):
+                continue
+            if first:
+                edits.append((s, e, spoken))
+                continue
+            i = bisect.bisect_left(starts, s)
+            if i < len(starts) and starts[i] < e or i > 0 and edits[i - 1][1] > s:
+                continue  # overlaps a word an earlier layer replaced
+            edits.insert(i, (s, e, spoken))
+            starts.insert(i, s)
+        if first:
+            starts = [s for s, _, _ in edits]
+    return edits
+
+
+def apply_edits(text: str, edits: Sequence[Edit]) -> str:
+    """``text`` with each edit made (edits in order, not overlapping)."""
+    out, at = [], 0
+    for s, e, spoken in edits:
+        out.append(text[at:s])
+        out.append(spoken)
+        at = e
+    out.append(text[at:])
+    return "".join(out)
+
+
+def spans(edits: Sequence[Edit]) -> list[tuple[int, int, int, int]]:
+    """``(src_start, src_end, out_start, out_end)`` of each edit: where each replacement sits in
+    the rewritten text, for mapping word times back to the original."""
+    out, shift = [], 0
+    for s, e, spoken in edits:
+        out.append((s, e, s + shift, s + shift + len(spoken)))
+        shift += len(spoken) - (e - s)
+    return out

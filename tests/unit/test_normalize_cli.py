@@ -70,3 +70,21 @@ def test_cli_follows_the_config_switches(site, tmp_path):
     out = veena(site, tmp_path, QUIET + '[plugins.normalize]\nunknown_tags = "keep"\n',
                 "<Stage Left> Hi [laughs]")
     assert out.stdout.strip() == "<stage_left> Hi <laugh>", out.stderr
+
+
+def test_cli_lexicon_flag_shows_its_effect(site, tmp_path):
+    (tmp_path / "names.tsv").write_text("Veena\tवीणा\nAI\tA I\tcase_sensitive\n",
+                                        encoding="utf-8")
+    (tmp_path / "more.toml").write_text('[words]\n"Dr. Rao" = "Daktar Raao"\n',
+                                        encoding="utf-8")
+    text = "Veena AI and ai: Dr. Rao paid ₹5."
+    plain = veena(site, tmp_path, QUIET, text)
+    assert plain.stdout.strip() == "Veena AI and ai: Doctor Rao paid five rupees.", plain.stderr
+    out = veena(site, tmp_path, QUIET, text, "--lexicon", "names.tsv", "--lexicon", "more.toml")
+    assert out.stdout.strip() == "वीणा A I and ai: Daktar Raao paid five rupees.", out.stderr
+    # the flag adds to the files of the config, it does not replace them
+    config = QUIET + f'[[plugins.lexicon.files]]\npath = "{tmp_path / "names.tsv"}"\n'
+    out = veena(site, tmp_path, config, text, "--lexicon", "more.toml")
+    assert out.stdout.strip() == "वीणा A I and ai: Daktar Raao paid five rupees.", out.stderr
+    missing = veena(site, tmp_path, QUIET, text, "--lexicon", "nope.tsv")
+    assert missing.returncode == 2 and "nope.tsv" in missing.stderr

@@ -56,8 +56,9 @@ class ContainerEncoder:
         self._streaming = streaming
         self._sink = StreamSink() if streaming else FileSink()
         options = {**fmt.muxer_options, **(fmt.streaming_muxer_options if streaming else {})}
-        self._container = av.open(self._sink, "w", format=fmt.muxer, options=options)
-        self._stream = self._container.add_stream(
+        self._container: av.container.OutputContainer | None = av.open(
+            self._sink, "w", format=fmt.muxer, options=options)
+        self._stream: av.AudioStream | None = self._container.add_stream(
             fmt.encoder, rate=sample_rate, layout="mono",
             options=fmt.codec_options(sample_rate, streaming, bitrate))
         if bitrate is not None:
@@ -83,3 +84,11 @@ class ContainerEncoder:
             self._container.start_encoding()  # no audio at all: still a valid, empty file
         self._container.close()
         return self._sink.drain() if self._streaming else self._sink.getvalue()
+
+    def close(self) -> None:
+        """Frees the muxer and the codec now, without finishing the file (a stream that was
+        cut: no trailer is written, since the sink is closed first); idempotent."""
+        container, self._container, self._stream = self._container, None, None
+        self._sink.close()
+        if container is not None:
+            container.close()

@@ -46,3 +46,7 @@ class RawEncoder:
 
     def finish(self) -> bytes:
         return b"" if self._as_is else self._encode(None)
+
+    def close(self) -> None:
+        """Frees the codec context (and its resampler) now; idempotent."""
+        self._context = None

@@ -13,6 +13,8 @@ class StreamSink:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self.closed = False
+        """True after ``close``: PyAV then skips the trailer of a muxer closed on this sink."""
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -26,6 +28,11 @@ class StreamSink:
         data = bytes(self._buffer)
         self._buffer.clear()
         return data
+
+    def close(self) -> None:
+        """Drops what is buffered; nothing more is wanted from this stream."""
+        self.closed = True
+        self._buffer = bytearray()
 
 
 class FileSink(io.BytesIO):

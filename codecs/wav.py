@@ -53,3 +53,8 @@ class WavEncoder:
             return tail
         data = b"".join(self._body)
         return wav_header(self._rate, len(data)) + data
+
+    def close(self) -> None:
+        """Frees the codec context and what a whole file held back; idempotent."""
+        self._pcm.close()
+        self._body = []

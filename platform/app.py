@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -14,13 +14,15 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from veena.platform import lifecycle, openapi
+from veena.platform import lifecycle, openapi, timestamps
+from veena.platform.alignment import Alignment
 from veena.platform.awaitables import await_all
 from veena.platform.config import VeenaConfig, load_config
 from veena.platform.errors import VeenaError, invalid_choice
 from veena.platform.limits import SYNTHESIS_OPT, RequestGuard
 from veena.platform.logs import event, ms, request_id_var
 from veena.platform.headers import error_headers, response_headers
+from veena.platform.job import Job
 from veena.platform.pipeline import Pipeline, decode_body, field_of, new_request_id
 from veena.platform.speech_api import follow_instructions, sse_events
 from veena.platform.plugins import build_runtime, plugin_routes, route_keys
@@ -66,7 +68,10 @@ async def synthesis_response(request: Request, data: GenerateRequest, *,
     request.scope["state"].update(voice=job.speaker.name, format=job.output.codec)
     codec = pipeline.runtime.codec(job.output.codec)
     media_type = codec.media_type
+    alignment = Alignment.attach(job) if data.timestamps else None
     audio = pipeline.audio(job)
+    if alignment is not None:
+        return await _with_timestamps(audio, job, alignment, pipeline)
     if sse:
         job.stream, media_type = True, "text/event-stream"
         audio = sse_events(audio, job)
@@ -79,6 +84,21 @@ async def synthesis_response(request: Request, data: GenerateRequest, *,
         return Response(body, media_type=codec.media_type, status_code=200,
                         headers=response_headers(job, pipeline.runtime, whole_body=True))
     return Stream(await started(audio), media_type=media_type, status_code=200,
+                  headers=response_headers(job, pipeline.runtime, whole_body=False))
+
+
+async def _with_timestamps(audio: AsyncIterator[bytes], job: Job, alignment: Alignment,
+                           pipeline: Pipeline) -> Response[Any]:
+    """``timestamps: true``: SSE of audio and alignment events, or one JSON body."""
+    if not job.stream:
+        body = await timestamps.whole(audio, job, alignment)
+        if getattr(job, "deadline_exceeded", False) or job.state.get("deadline_exceeded"):
+            raise VeenaError("deadline_exceeded", "synthesis did not finish within this server's "
+                             "request time limit; send shorter text or stream the response", 504)
+        return Response(body, media_type="application/json", status_code=200,
+                        headers=response_headers(job, pipeline.runtime, whole_body=True))
+    return Stream(await started(timestamps.sse(audio, job, alignment)),
+                  media_type=timestamps.MEDIA_TYPE, status_code=200,
                   headers=response_headers(job, pipeline.runtime, whole_body=False))
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from litestar.handlers import BaseRouteHandler
 
     from veena.codecs.base import Codec
+    from veena.platform.alignment import WordTime
     from veena.platform.audio import PCM
     from veena.platform.job import Job, Principal
     from veena.platform.runtime import RequestInfo, Runtime, RequestRecord
@@ -255,6 +256,30 @@ def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> Asyn
         built-in ``core`` plugin encodes with the registered codec off the event loop.
 
     Called once per request (selection: first non-None result).
+    """
+
+
+@hookspec(firstresult=True)
+def veena_align(job: Job, chunk: int, audio: PCM,
+                runtime: Runtime) -> list[WordTime] | Awaitable[list[WordTime] | None] | None:
+    """Word times of one chunk, for requests that asked for timestamps.
+
+    :param job: the request; the chunk's text is ``job.chunks[chunk]``. Word starts the
+        synthesizer measured itself (eSpeak NG's word events) are in
+        ``job.state[veena.platform.alignment.WordMarks]``.
+    :param chunk: the index of the chunk whose audio has just completed.
+    :param audio: that chunk's audio as the synthesizer made it (before speed and
+        processing), from its first sample to the next chunk's.
+    :param runtime: the application runtime.
+    :return: ``veena.platform.alignment.WordTime`` items (character offsets into the chunk,
+        seconds from the start of ``audio``, ``estimated``), an awaitable of them (do slow work
+        off the event loop), or None to leave the chunk to the next implementation. The
+        built-in ``core`` implementation (``trylast``) answers with the synthesizer's word
+        marks (exact) or else an estimate by character count.
+
+    Called once per chunk, as soon as its audio is complete, only on requests with word
+    timestamps (selection: first non-None result). The platform maps the offsets back to the
+    client's text and the times onto the delivered audio.
     """
 
 

@@ -15,6 +15,7 @@ import msgspec
 from veena.codecs.base import default_rate
 from veena.codecs.formats import parse_format
 from veena.codecs.tempo import stretch
+from veena.platform import alignment
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_maybe
 from veena.platform.errors import VeenaError, echo, invalid_choice
@@ -223,6 +224,8 @@ class Pipeline:
         try:
             tel = rt.telemetry
             pcm = tel.traced_stream("synthesize", self.hook.veena_synthesize(job=job, runtime=rt))
+            if alignment.wants_words(job):
+                pcm = alignment.tap(pcm, job, rt)
             if job.state.get("tempo"):
                 pcm = stretch(pcm, job.state["tempo"])
             pcm = tel.traced_stream("process", self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt))

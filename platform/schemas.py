@@ -73,6 +73,9 @@ class GenerateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_tokens: MaxTokens | None = None
     speed: float | None = None
     """Speaking-rate factor, ``MIN_SPEED``-``MAX_SPEED`` (1.0 = the voice's own rate)."""
+    timestamps: bool | None = None
+    """Word times too: with ``stream``, ``text/event-stream`` of ``audio`` (base64) and
+    ``alignment`` events; without, one JSON body with the audio (base64) and the words."""
     pronunciations: list[Pronunciation] | None = None
     """How words are read in this request (``check_pronunciations`` bounds them)."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import AsyncIterator
 
+from veena.platform import alignment
 from veena.platform.audio import PCM
 from veena.platform.encoding import encode_stream
 from veena.platform.hookspecs import hookimpl
@@ -92,3 +93,9 @@ def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> Asyn
     return encode_stream(
         stream, lambda: codec.open(out.sample_rate, streaming=job.stream, bitrate=out.bitrate),
         job, inline=getattr(codec, "encode_inline", False))
+
+
+@hookimpl(trylast=True)
+def veena_align(job: Job, chunk: int, audio: PCM, runtime: Runtime) -> list[alignment.WordTime]:
+    """The synthesizer's own word marks (exact), else an estimate by character count."""
+    return alignment.builtin(job, chunk, audio)

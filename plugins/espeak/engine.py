@@ -40,11 +40,24 @@ log = logging.getLogger("veena.espeak")
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One piece of text of chunk ``chunk``, read with ``voice``."""
+    """One piece of text of chunk ``chunk``, read with ``voice``; ``offset``: where ``text``
+    starts in the chunk's cleaned text (``text.clean``)."""
 
     chunk: int
     text: str
     voice: str
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """Word starts of one work item, sent after its audio (for requests that asked for them):
+    ``words`` are (character index in the chunk's cleaned text, length, sample from the item's
+    first sample); the item made ``samples`` samples."""
+
+    chunk: int
+    words: list[tuple[int, int, int]]
+    samples: int
 
 
 DONE, ABORTED, CUT = "done", "aborted", "cut"
@@ -99,8 +112,9 @@ class EngineStream:
     """One request's state, shared by its consumer (event loop) and the workers."""
 
     def __init__(self, items: list[WorkItem], rate: int, pitch: int,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, marks: bool = False) -> None:
         self.items = deque(items)
+        self.marks = marks  # send each item's word starts (``Marks``) after its audio
         self.rate = rate
         self.pitch = pitch
         self.channel = Channel(loop)
@@ -205,9 +219,10 @@ class EspeakEngine:
     # --- the consumer side (event loop) -------------------------------------------------------
 
     def open(self, items: list[WorkItem], rate: int, pitch: int,
-             loop: asyncio.AbstractEventLoop) -> EngineStream:
-        """Queues a request's items; audio arrives on ``stream.channel``."""
-        stream = EngineStream(items, rate, pitch, loop)
+             loop: asyncio.AbstractEventLoop, marks: bool = False) -> EngineStream:
+        """Queues a request's items; audio arrives on ``stream.channel`` (with each item's
+        ``Marks`` after its audio when ``marks``)."""
+        stream = EngineStream(items, rate, pitch, loop, marks)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the eSpeak NG engine is closed")
@@ -349,12 +364,16 @@ class EspeakEngine:
         held: list[np.ndarray] = []  # in taste mode, audio past `taste` until a word starts
         held_n = 0
         cut: tuple[int, int] | None = None  # (character index, sample) where the rest starts
+        found: list[tuple[int, int, int]] = []  # word starts, for ``Marks``
+        produced = stream.produced
 
-        def sink(samples: np.ndarray | None, words: list[tuple[int, int]] | None) -> bool:
+        def sink(samples: np.ndarray | None, words: list[tuple[int, int, int]] | None) -> bool:
             nonlocal outcome, sent, held_n, cut
             if stream.cancelled or self._closed:
                 outcome = ABORTED
                 return True
+            if words and stream.marks:
+                found.extend(words)
             n = 0 if samples is None else len(samples)
             if not taste:
                 if n and not out.send(samples):
@@ -372,7 +391,7 @@ class EspeakEngine:
                 if len(samples):
                     held.append(samples)
                     held_n += len(samples)
-            for position, sample in words or ():
+            for position, _, sample in words or ():
                 index = position - 1
                 if (cut is None and sample >= max(sent, taste) and 0 < index < len(text)
                         and text[index - 1].isspace() and text[index:].strip()):
@@ -382,7 +401,7 @@ class EspeakEngine:
                 return True
             return False
 
-        status = lib.synth(text, sink, words=bool(taste))
+        status = lib.synth(text, sink, words=bool(taste) or stream.marks)
         if status != 0 and outcome is DONE:
             raise RuntimeError(f"espeak_Synth failed with status {status}")
         if outcome is ABORTED:
@@ -398,8 +417,14 @@ class EspeakEngine:
                 return ABORTED, None
         if not out.flush():
             return ABORTED, None
+        if stream.marks:
+            end = cut[1] if outcome is CUT else None
+            words = [(item.offset + position - 1, length, sample)
+                     for position, length, sample in found if end is None or sample < end]
+            if not stream.send(Marks(chunk, words, stream.produced - produced)):
+                return ABORTED, None
         if outcome is CUT:
-            return CUT, WorkItem(chunk, text[cut[0]:], item.voice)
+            return CUT, WorkItem(chunk, text[cut[0]:], item.voice, item.offset + cut[0])
         return DONE, None
 
     # --- shutdown ----------------------------------------------------------------------------

@@ -54,10 +54,11 @@ class _Event(ctypes.Structure):
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
                                   ctypes.POINTER(_Event))
 
-Sink = Callable[[np.ndarray | None, list[tuple[int, int]] | None], bool]
+Sink = Callable[[np.ndarray | None, list[tuple[int, int, int]] | None], bool]
 """Receives each buffer of int16 samples (None for an event-only callback) and, when asked
-for, the words that start in it as (1-based character position in the text, sample index from
-the start of the synthesis); returns True to abort the synthesis in progress."""
+for, the words that start in it as (1-based character position in the text, length in
+characters, sample index from the start of the synthesis); returns True to abort the synthesis
+in progress."""
 
 
 class EspeakError(RuntimeError):
@@ -122,7 +123,7 @@ class EspeakLibrary:
                 i = 0
                 while (event := events[i]).type != espeakEVENT_LIST_TERMINATED:
                     if event.type == espeakEVENT_WORD:
-                        words.append((event.text_position, event.sample))
+                        words.append((event.text_position, event.length, event.sample))
                     i += 1
             return 1 if sink(samples, words) else 0
         except BaseException:  # never let an exception unwind through C

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from veena.platform.alignment import wants_words, word_marks
 from veena.platform.audio import PCM
-from veena.plugins.espeak.engine import END, EspeakEngine, WorkItem
+from veena.plugins.espeak.engine import END, EspeakEngine, Marks, WorkItem
 from veena.plugins.espeak.library import DEFAULT_PITCH, DEFAULT_RATE, MAX_RATE, MIN_RATE
-from veena.plugins.espeak.text import split_items, split_voice, voice_for
+from veena.plugins.espeak.text import (clean, clean_positions, item_offsets, split_items,
+                                       split_voice, voice_for)
 
 if TYPE_CHECKING:
     from veena.platform.job import Job
@@ -123,11 +125,12 @@ class EspeakSynthesizer:
         items: list[WorkItem] = []
         cfg = self.config
         for index, chunk in enumerate(job.chunks):
-            for text in split_items(chunk, cfg.max_item_chars):
+            texts = split_items(chunk, cfg.max_item_chars)
+            for text, offset in zip(texts, item_offsets(clean(chunk), texts)):
                 voice = voice_for(text, base)
                 if voice != base and not await self._has_voice(engine, voice):
                     voice = base
-                items.append(WorkItem(index, text, voice))
+                items.append(WorkItem(index, text, voice, offset))
         return items
 
     async def stream(self, job: Job) -> AsyncIterator[PCM]:
@@ -140,8 +143,10 @@ class EspeakSynthesizer:
         if not items:
             return
         max_block = max(1, self.config.max_block_ms * engine.sample_rate // 1000)
-        handle = engine.open(items, rate, pitch, asyncio.get_running_loop())
+        marks = wants_words(job)
+        handle = engine.open(items, rate, pitch, asyncio.get_running_loop(), marks)
         started = -1
+        made: dict[int, int] = {}  # samples of each chunk taken so far (for word marks)
         try:
             channel = handle.channel
             while True:
@@ -152,6 +157,9 @@ class EspeakSynthesizer:
                     return
                 if isinstance(message, BaseException):
                     raise message
+                if isinstance(message, Marks):
+                    _add_marks(job, message, made.get(message.chunk, 0), engine.sample_rate)
+                    continue
                 chunk, samples = message
                 # Whatever else of the same chunk has arrived meanwhile goes in the same block.
                 parts = [samples]
@@ -162,6 +170,8 @@ class EspeakSynthesizer:
                     parts.append(more)
                     size += len(more)
                 engine.consumed(handle, size)
+                if marks:
+                    made[chunk] = made.get(chunk, 0) + size
                 if chunk > started:
                     job.mark_chunk_started(chunk)
                     started = chunk
@@ -169,6 +179,19 @@ class EspeakSynthesizer:
                 yield PCM(block, engine.sample_rate)
         finally:
             engine.cancel(handle)
+
+
+def _add_marks(job: Job, message: Marks, made: int, rate: int) -> None:
+    """Records an item's word starts as the chunk's ``WordMarks``; ``made``: samples of the
+    chunk taken so far, the item's last included."""
+    text = job.chunks[message.chunk]
+    positions = clean_positions(text)
+    begin = made - message.samples
+    add = word_marks(job).add
+    for at, length, sample in message.words:
+        if 0 <= at < len(positions):
+            end = positions[min(at + max(length, 1), len(positions)) - 1] + 1
+            add(message.chunk, positions[at], end, (begin + sample) / rate)
 
 
 def scaled_rate(rate: int, speed: float) -> int:

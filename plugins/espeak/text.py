@@ -30,6 +30,36 @@ def clean(text: str) -> str:
     return " ".join(out.split())
 
 
+def clean_positions(text: str) -> list[int]:
+    """For each character of ``clean(text)``, its index in ``text``."""
+    out: list[int] = []
+    space = True  # at the start, or after a space already written: skip whitespace
+    for i, ch in enumerate(text):
+        blank = ch.isspace() or (not ch.isprintable() and unicodedata.category(ch) in
+                                 ("Cc", "Cs", "Co", "Cn"))
+        if blank:
+            if not space:
+                out.append(i)
+                space = True
+        else:
+            out.append(i)
+            space = False
+    if out and space:  # a trailing space
+        out.pop()
+    return out
+
+
+def item_offsets(cleaned: str, items: list[str]) -> list[int]:
+    """Where each of ``items`` (``split_items`` of a chunk, in order) starts in ``cleaned``."""
+    offsets, at = [], 0
+    for item in items:
+        found = cleaned.find(item, at)
+        at = found if found >= 0 else at
+        offsets.append(at)
+        at += len(item)
+    return offsets
+
+
 def _hard_split(text: str, max_chars: int) -> list[str]:
     out = []
     while len(text) > max_chars:

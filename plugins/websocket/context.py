@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from veena.platform.alignment import Alignment
 from veena.platform.audio import PCM
 from veena.platform.encoding import encode_stream
 from veena.platform.errors import VeenaError
@@ -157,6 +158,7 @@ class Context:
                 raise VeenaError("synthesis_failed", "the voice changed its sample rate", 500)
             self.stats.rate = rate
             begin = self.stats.samples
+            alignment = Alignment.attach(job) if self.start.timestamps else None
             async with aclosing(self.pipeline.audio(job)) as audio:
                 async for data in audio:
                     samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
@@ -166,13 +168,10 @@ class Context:
             remaining = job.extra_headers.get("X-Credits-Remaining")
             if remaining is not None:
                 self.stats.credits_remaining = remaining
-            if self.start.timestamps:
-                await self._send_event({
-                    "type": "alignment", "context_id": self.id, "request_id": job.request_id,
-                    "text_start": seg.start, "text_end": seg.end,
-                    "audio_start": round(begin / rate, 4),
-                    "audio_end": round(self.stats.samples / rate, 4),
-                    "words": _words(seg, begin / rate, self.stats.samples / rate)})
+            if alignment is not None:
+                await self._send_event(segment_alignment(
+                    alignment, self.id, job.request_id, seg, begin / rate,
+                    self.stats.samples / rate))
 
     def delivered(self, mark: int) -> None:
         """The writer sent a frame made when ``mark`` samples were synthesized."""
@@ -203,19 +202,17 @@ class Context:
         return job
 
 
-def _words(seg: Segment, start: float, end: float) -> list[dict[str, Any]]:
-    """Word timings spread over the segment's audio by character count: an estimate
-    (``estimated: true``); the segment's own start and end are measured."""
-    words, pos = [], 0
-    for piece in seg.text.split():
-        at = seg.text.index(piece, pos)
-        words.append((at, at + len(piece)))
-        pos = at + len(piece)
-    total = sum(b - a for a, b in words) or 1
-    out, t, span = [], start, end - start
-    for a, b in words:
-        d = span * (b - a) / total
-        out.append({"text_start": seg.start + a, "text_end": seg.start + b,
-                    "start": round(t, 4), "end": round(t + d, 4), "estimated": True})
-        t += d
-    return out
+def segment_alignment(alignment: Alignment, cid: str, request_id: str, seg: Segment,
+                      start: float, end: float) -> dict[str, Any]:
+    """The ``alignment`` event of a spoken segment: its span in the context's text and audio
+    (measured), and its words (``veena_align``: exact for the embedded voice, else estimated)
+    with offsets into the context's text and seconds of the context's audio."""
+    words = []
+    for w in alignment.words():
+        words.append({**w, "text_start": seg.start + w["text_start"],
+                      "text_end": seg.start + w["text_end"],
+                      "start": round(min(start + w["start"], end), 4),
+                      "end": round(min(start + w["end"], end), 4)})
+    return {"type": "alignment", "context_id": cid, "request_id": request_id,
+            "text_start": seg.start, "text_end": seg.end, "audio_start": round(start, 4),
+            "audio_end": round(end, 4), "words": words}

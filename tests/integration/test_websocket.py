@@ -163,7 +163,7 @@ def test_base64_audio_and_alignment(server):
     assert end_prev == pytest.approx(done["audio_seconds"], abs=1e-3)
     assert [SENTENCES[w["text_start"]:w["text_end"]] for w in words] == SENTENCES.split()
     starts = [w["start"] for w in words]
-    assert starts == sorted(starts) and all(w["estimated"] for w in words)
+    assert starts == sorted(starts) and not any(w["estimated"] for w in words)  # eSpeak NG's
     samples, rate = decode(bytes(got.audio["default"]), "pcm", 22050)
     assert len(samples) / rate == pytest.approx(done["audio_seconds"], abs=1e-3)
 

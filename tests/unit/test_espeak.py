@@ -10,6 +10,7 @@ import numpy as np
 import pluggy
 import pytest
 
+from veena.platform.alignment import Alignment, WordMarks
 from veena.platform.audio import PCM
 from veena.platform.awaitables import await_all
 from veena.platform.plugins import build_runtime
@@ -347,6 +348,69 @@ def test_taste_cut_restarts_at_a_word_boundary_for_indic_text(synth):
     assert outcome == "cut" and text.endswith(rest.text) and len(rest.text) < len(text)
     assert text[len(text) - len(rest.text) - 1] == " "
     assert engine.first_audio <= sent < 5 * 22050
+
+
+# --- word marks (exact word timestamps) --------------------------------------------------------
+
+def _marked(text: str | list[str], n: int = 1) -> list[tuple[RecordingJob, np.ndarray]]:
+    """``n`` jobs at once, each asking for word times; their jobs and audio."""
+    jobs = [make_job(text) for _ in range(n)]
+    for job in jobs:
+        Alignment.attach(job)
+
+    async def run():
+        return await asyncio.gather(*[collect(_SYNTH, job) for job in jobs])
+
+    return [(job, audio(blocks)) for job, (blocks, _) in zip(jobs, asyncio.run(run()))]
+
+
+_SYNTH = EspeakSynthesizer(Config())
+
+
+@pytest.mark.parametrize("chunks", [
+    ["Hello world, this is a test.", "A second  chunk, with\ttabs and  spaces."],
+    [HINDI, "मुझे दो लाख रुपये चाहिए, please call me."],
+])
+def test_word_marks_name_every_word_of_each_chunk_in_order(chunks):
+    ((job, samples),) = _marked(chunks)
+    marks = job.state[WordMarks].by_chunk
+    assert sorted(marks) == list(range(len(chunks)))
+    for i, chunk in enumerate(chunks):
+        got = marks[i]
+        words = {m.start(): m.group().strip(",.।") for m in re.finditer(r"\S+", chunk)}
+        # each mark is a word of the chunk, where it stands, in order; eSpeak NG reads a few
+        # pairs ("that the") as one word, so nearly every word has its own mark
+        assert all(chunk[a:b].strip(",.।") == words.get(a) for a, b, _ in got), got
+        assert len(got) >= len(words) - 1
+        seconds = [t for _, _, t in got]
+        assert seconds == sorted(seconds) and seconds[0] < 0.05
+    # chunk-relative times: the last word of every chunk starts inside the audio
+    assert all(m[-1][2] < len(samples) / 22050 for m in marks.values())
+
+
+def test_word_marks_survive_the_taste_cut_of_a_burst():
+    """Ten requests at once: first turns are cut after a taste and restarted from the next
+    word; every word is still marked once, at its place in the chunk."""
+    sentence = ("Veena streams speech while it is being synthesized and every request "
+                "passes each stage exactly once so that the first audio leaves early")
+    engine = _SYNTH.start()
+    ((solo, _),) = _marked(sentence)
+    alone = [(a, b) for a, b, _ in solo.state[WordMarks].by_chunk[0]]
+    assert len(alone) >= len(sentence.split()) - 1
+    cut = engine.items_cut
+    results = _marked(sentence, 10)
+    assert engine.items_cut - cut >= 8
+    for job, samples in results:
+        got = job.state[WordMarks].by_chunk[0]
+        assert [(a, b) for a, b, _ in got] == alone
+        seconds = [t for _, _, t in got]
+        assert seconds == sorted(seconds) and seconds[-1] < len(samples) / 22050
+
+
+def test_no_marks_unless_asked(synth):
+    job = make_job("Hello world.")
+    asyncio.run(collect(synth, job))
+    assert WordMarks not in job.state
 
 
 def test_two_private_library_copies_run_side_by_side():

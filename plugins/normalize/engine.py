@@ -116,13 +116,13 @@ class Engine:
         Returns the text and whether a space had to be put between a rewrite and a word glued
         to it (then another pass may find more)."""
         langs = Languages(text, hint, self.default_language)
-        contexts = self.contexts
+        contexts, by_name, size = self.contexts, _BY_NAME, len(text)
         out: list[str] = []
         last = 0
         padded = False
         for m in PATTERN.finditer(text):
             s, e = m.span()
-            rule = _BY_NAME[m.lastgroup]
+            rule = by_name[m.lastgroup]
             ctx = contexts[langs.at(s)]
             try:
                 spoken = rule.speak(m, ctx, last) if rule.back else rule.speak(m, ctx)
@@ -133,16 +133,20 @@ class Engine:
                 continue
             if isinstance(spoken, tuple):
                 spoken, s = spoken
-            if spoken and s > 0 and _needs_space(text[s - 1]) and spoken[0] != " ":
+            # the neighbours are mostly spaces, which need no look: the checks below are false
+            before = text[s - 1] if s > 0 else " "
+            after = text[e] if e < size else " "
+            if before != " " and spoken and _needs_space(before) and spoken[0] != " ":
                 spoken = " " + spoken
                 padded = True
-            if spoken and e < len(text) and _needs_space(text[e]) and spoken[-1] != " ":
+            if after != " " and spoken and _needs_space(after) and spoken[-1] != " ":
                 spoken += " "
                 padded = True
-            if not padded and (e < len(text) and (_joins(text, e, e + 1) or spoken[-1:] == " "
-                                                  and not text[e].isspace())
-                               or s > 0 and (_joins(text, s - 1, s - 2) or spoken[:1] == " "
-                                             and not text[s - 1].isspace())):
+            if not padded and (after != " " and (_joins(text, e, e + 1) or spoken[-1:] == " "
+                                                 and not after.isspace())
+                               or before != " " and (_joins(text, s - 1, s - 2)
+                                                     or spoken[:1] == " "
+                                                     and not before.isspace())):
                 padded = True  # "0Rs.ai" -> "zero rupees.ai": now a domain; look again
             out.append(text[last:s])
             out.append(spoken)
@@ -163,15 +167,19 @@ class Languages:
         self.default = default
         self.cache: dict[int, str] = {}
         self._fallback: str | None = None
+        self._lo, self._hi, self._lang = 0, -1, ""
 
     def at(self, pos: int) -> str:
+        if self._lo <= pos < self._hi:  # most matches are in the sentence of the one before
+            return self._lang
         i = bisect.bisect_right(self.ends, pos)
+        start = self.ends[i - 1] if i else 0
+        end = self.ends[i] if i < len(self.ends) else len(self.text)
         lang = self.cache.get(i)
         if lang is None:
-            start = self.ends[i - 1] if i else 0
-            end = self.ends[i] if i < len(self.ends) else len(self.text)
             lang = script.language_of(self.text[start:end]) or self.fallback()
             self.cache[i] = lang
+        self._lo, self._hi, self._lang = start, end, lang
         return lang
 
     def fallback(self) -> str:

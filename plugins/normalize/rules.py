@@ -42,10 +42,7 @@ class Rule:
 
 def group(m: re.Match[str], rule: str, name: str) -> str | None:
     """Group ``name`` of ``rule``'s pattern (whose groups are called ``rule_name``)."""
-    return m.group(_NAMES.get((rule, name)) or _NAMES.setdefault((rule, name), f"{rule}_{name}"))
-
-
-_NAMES: dict[tuple[str, str], str] = {}
+    return m.group(f"{rule}_{name}")  # faster than a cache of the joined names
 
 
 def word_before(m: re.Match[str], limit: int = 24) -> str:

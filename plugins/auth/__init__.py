@@ -195,8 +195,16 @@ class Auth:
         Raises VeenaError to refuse."""
         if not self.enforced:
             return None
+        return self.authorize(request, self.config.required_scope)
+
+    def authorize(self, request: RequestInfo, scope: str | None) -> Principal | Any:
+        """The request's key, required even while the service is open, checked for ``scope``
+        instead of ``required_scope`` (the admin routes ask for ``admin``): a Principal, or a
+        coroutine of one when the store is asked. Raises VeenaError to refuse."""
         cache = self.cache
-        assert cache is not None
+        if cache is None:
+            raise VeenaError("auth_unavailable", "this server has no key store (auth is off)",
+                             503)
         if not cache.loaded:
             raise VeenaError("auth_unavailable", "the key store cannot be reached; retry shortly",
                              503, headers={"Retry-After": "5"})
@@ -207,26 +215,26 @@ class Auth:
         key_hash = hash_key(secret)
         key = cache.get(key_hash)
         if key is MISS:
-            return self._admit_after_fetch(key_hash)
-        return self.admit(key)  # type: ignore[arg-type]
+            return self._admit_after_fetch(key_hash, scope)
+        return self.admit(key, scope)  # type: ignore[arg-type]
 
-    async def _admit_after_fetch(self, key_hash: str) -> Principal | None:
+    async def _admit_after_fetch(self, key_hash: str, scope: str | None) -> Principal | None:
         try:
             key = await self.cache.fetch(key_hash)  # type: ignore[union-attr]
         except StoreUnavailable as exc:
             raise VeenaError("auth_unavailable", "the key store cannot be reached; retry shortly",
                              503, headers={"Retry-After": "5"}) from exc
-        result = self.admit(key)
+        result = self.admit(key, scope)
         return await result if asyncio.iscoroutine(result) else result
 
-    def admit(self, key: ApiKey | None) -> Principal | Any:
+    def admit(self, key: ApiKey | None, scope: str | None) -> Principal | Any:
+        """Checks a looked-up key: known, live, granted ``scope``, with credits left."""
         if key is None:
             raise unauthorized("invalid_api_key", "unknown API key")
         if key.revoked:
             raise unauthorized("revoked_api_key", "this API key has been revoked")
         if key.expires_at is not None and time.time() >= key.expires_at:
             raise unauthorized("expired_api_key", "this API key has expired")
-        scope = self.config.required_scope
         if scope and scope not in key.scopes and "*" not in key.scopes:
             raise VeenaError("insufficient_scope", f"this API key lacks the {scope!r} scope", 403,
                              required_scope=scope)

@@ -1,8 +1,10 @@
-"""``veena keys create|list|revoke|credit|usage`` and ``veena db migrate``.
+"""``veena keys create|list|revoke|credit|usage``, ``veena db migrate|replay|export``.
 
-They use the store the ``auth`` plugin uses: ``[plugins.auth] backend`` / ``sqlite_path`` from
-``--config``, credentials from the environment (``DATABASE_URL``, ``SUPABASE_URL`` +
-``SUPABASE_SERVICE_KEY``). A new key is printed once, on standard output, and never again.
+They use the store the ``auth`` plugin uses (sentences: the ``storage`` plugin's):
+``[plugins.auth] backend`` / ``sqlite_path`` from ``--config``, credentials from the environment
+(``DATABASE_URL``, ``SUPABASE_URL`` + ``SUPABASE_SERVICE_KEY``). What they do is
+``veena.plugins.auth.operations``, the code the admin routes run too. A new key is printed
+once, on standard output, and never again.
 """
 
 from __future__ import annotations
@@ -10,18 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
-import re
 import sys
-import time
 from typing import Any
+
+import msgspec
 
 from veena.platform.cli import config_from_args
 from veena.platform.config import plugin_settings
-from veena.platform.errors import ConfigError
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from veena.platform.errors import ConfigError, VeenaError
+from veena.plugins.auth import operations as ops
 
 
 def _database(args: argparse.Namespace):
@@ -33,11 +32,20 @@ def _database(args: argparse.Namespace):
     return open_database(auth.backend, auth.sqlite_path, pool_size=1, pgbouncer=auth.pgbouncer)
 
 
-def _run(args: argparse.Namespace, work) -> int:
+def _storage_database(args: argparse.Namespace):
+    from veena.platform.db import open_database
+    from veena.plugins.storage import Config as StorageConfig
+
+    cfg = plugin_settings("storage", StorageConfig,
+                          config_from_args(args).plugins.get("storage", {}))
+    return open_database(cfg.backend, cfg.sqlite_path, pool_size=1, pgbouncer=cfg.pgbouncer)
+
+
+def _run(args: argparse.Namespace, work, database=None) -> int:
     from veena.platform.db import StoreUnavailable, describe
 
     async def main() -> int:
-        db = _database(args)
+        db = database or _database(args)
         try:
             await db.open()
             await db.migrate()
@@ -45,6 +53,9 @@ def _run(args: argparse.Namespace, work) -> int:
         except StoreUnavailable as exc:
             print(f"veena: the key store {describe(db)} cannot be reached: {exc}", file=sys.stderr)
             return 1
+        except VeenaError as exc:
+            print(f"veena: {exc.message}", file=sys.stderr)
+            return 2 if exc.code == "invalid_request" else 1  # 2: bad arguments, as argparse
         finally:
             await db.close()
     return asyncio.run(main())
@@ -53,33 +64,20 @@ def _run(args: argparse.Namespace, work) -> int:
 def parse_expiry(expires: str | None, expires_in: str | None) -> float | None:
     """Unix time of ``--expires`` (ISO date or date-time, UTC unless it says otherwise) or
     ``--expires-in`` (e.g. 90d, 12h, 30m, 3600s)."""
-    if expires and expires_in:
-        raise ConfigError("give --expires or --expires-in, not both")
-    if expires_in:
-        m = _DURATION.match(expires_in.strip())
-        if not m:
-            raise ConfigError(f"--expires-in {expires_in!r}: expected a number and s, m, h, d or w")
-        return time.time() + float(m.group(1)) * _UNITS[m.group(2)]
-    if expires:
-        try:
-            when = dt.datetime.fromisoformat(expires)
-        except ValueError as exc:
-            raise ConfigError(f"--expires {expires!r}: expected an ISO date like 2027-01-31") from exc
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return when.timestamp()
-    return None
+    try:
+        return ops.expiry(expires, expires_in)
+    except VeenaError as exc:
+        raise ConfigError(exc.message.replace("`expires_in`", "--expires-in")
+                          .replace("`expires`", "--expires")
+                          .replace("expires or expires_in", "--expires or --expires-in")) from exc
 
 
 def _when(ts: float | None) -> str:
     return "never" if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _key_dict(k: Any) -> dict[str, Any]:
-    return {"id": k.id, "prefix": k.prefix, "owner": k.owner, "name": k.name,
-            "scopes": list(k.scopes), "created_at": k.created_at, "expires_at": k.expires_at,
-            "revoked": k.revoked, "rate_per_minute": k.rate_per_minute,
-            "max_streams": k.max_streams, "credits": k.credits}
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _keys_args(p: argparse.ArgumentParser) -> None:
@@ -87,7 +85,8 @@ def _keys_args(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("create", help="create a key and print it once")
     c.add_argument("--owner", required=True, help="who the key belongs to (user or account id)")
     c.add_argument("--name", default="", help="a label, e.g. the app that uses it")
-    c.add_argument("--scopes", default="tts", help="comma-separated scopes (default: tts)")
+    c.add_argument("--scopes", "--scope", dest="scopes", default="tts",
+                   help="comma-separated scopes (default: tts; admin: the admin API; *: all)")
     c.add_argument("--credits", type=int, help="starting balance (default: not metered)")
     c.add_argument("--rpm", type=int, help="requests per minute (default: the server's)")
     c.add_argument("--streams", type=int, help="concurrent streams (default: the server's)")
@@ -101,13 +100,25 @@ def _keys_args(p: argparse.ArgumentParser) -> None:
     cr = sub.add_parser("credit", help="add credits to a key (negative to remove)")
     cr.add_argument("key_id")
     cr.add_argument("amount", type=int)
-    u = sub.add_parser("usage", help="a key's latest usage rows")
+    u = sub.add_parser("usage", help="a key's usage rows, newest first")
     u.add_argument("key_id")
     u.add_argument("--limit", type=int, default=20)
-    u.add_argument("--json", action="store_true")
+    _period_args(u)
+    out = u.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON lines")
+    out.add_argument("--csv", action="store_true", help="CSV with a header line")
     for sp in (c, ls, r, cr, u):
-        sp.add_argument("--config", default=argparse.SUPPRESS,
-                        help="TOML configuration file (default: $VEENA_CONFIG)")
+        _config_arg(sp)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=argparse.SUPPRESS,
+                   help="TOML configuration file (default: $VEENA_CONFIG)")
+
+
+def _period_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="from: ISO date or date-time, Unix seconds, or 7d (ago)")
+    p.add_argument("--until", help="up to (not including); same forms")
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -116,53 +127,46 @@ def keys(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace):
-    from veena.plugins.auth.keys import new_key
-
-    scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
-    expires_at = parse_expiry(args.expires, args.expires_in)
+    spec = ops.KeySpec(owner=args.owner, name=args.name, scopes=ops.scopes_of(args.scopes)
+                       if args.scopes.strip() else [], credits=args.credits,
+                       rate_per_minute=args.rpm, max_streams=args.streams,
+                       expires_at=parse_expiry(args.expires, args.expires_in))
     if args.credits is not None and args.credits < 0:
         raise ConfigError("--credits must not be negative")
-    secret, record = new_key(args.owner, name=args.name, scopes=scopes, expires_at=expires_at,
-                             credits=args.credits, rate_per_minute=args.rpm,
-                             max_streams=args.streams)
 
     async def work(db) -> int:
-        await db.create_key(record)
-        print(secret)
-        print(f"created {record.id} for {record.owner!r}: scopes {','.join(scopes)}, credits "
-              f"{'unmetered' if record.credits is None else record.credits}, expires "
-              f"{_when(expires_at)}. Keep the key now: it is not shown again.", file=sys.stderr)
+        made = await ops.create_key(db, spec, ops.Actor.shell())
+        k = made.info
+        print(made.key)
+        print(f"created {k.id} for {k.owner!r}: scopes {','.join(k.scopes)}, credits "
+              f"{'unmetered' if k.credits is None else k.credits}, expires "
+              f"{_when(k.expires_at)}. Keep the key now: it is not shown again.", file=sys.stderr)
         return 0
     return work
 
 
 def _list(args: argparse.Namespace):
     async def work(db) -> int:
-        keys = await db.list_keys(args.owner)
+        keys = await ops.list_keys(db, ops.Actor.shell(), args.owner)
         if args.json:
             for k in keys:
-                print(json.dumps(_key_dict(k)))
+                print(_json(k))
             return 0
         print(f"{'id':<21} {'prefix':<9} {'owner':<16} {'name':<14} {'credits':>10} "
               f"{'rpm':>5} {'streams':>7}  {'expires':<20} state")
-        now = time.time()
         for k in keys:
-            state = ("revoked" if k.revoked else
-                     "expired" if k.expires_at is not None and k.expires_at <= now else "active")
             print(f"{k.id:<21} {k.prefix:<9} {k.owner[:16]:<16} {k.name[:14]:<14} "
                   f"{'-' if k.credits is None else k.credits:>10} "
                   f"{'-' if k.rate_per_minute is None else k.rate_per_minute:>5} "
                   f"{'-' if k.max_streams is None else k.max_streams:>7}  "
-                  f"{_when(k.expires_at):<20} {state}")
+                  f"{_when(k.expires_at):<20} {k.state}")
         return 0
     return work
 
 
 def _revoke(args: argparse.Namespace):
     async def work(db) -> int:
-        if not await db.revoke_key(args.key_id):
-            print(f"veena: no key {args.key_id!r}", file=sys.stderr)
-            return 1
+        await ops.revoke_key(db, args.key_id, ops.Actor.shell())
         print(f"revoked {args.key_id}", file=sys.stderr)
         return 0
     return work
@@ -170,31 +174,28 @@ def _revoke(args: argparse.Namespace):
 
 def _credit(args: argparse.Namespace):
     async def work(db) -> int:
-        try:
-            balance = await db.add_credits(args.key_id, args.amount)
-        except ValueError as exc:
-            print(f"veena: {exc}", file=sys.stderr)
-            return 1
-        if balance is None:
-            print(f"veena: no key {args.key_id!r}", file=sys.stderr)
-            return 1
-        print(balance)
+        print((await ops.credit_key(db, args.key_id, args.amount, ops.Actor.shell())).credits)
         return 0
     return work
 
 
 def _usage(args: argparse.Namespace):
-    import msgspec
-
     async def work(db) -> int:
-        rows = await db.usage(args.key_id, args.limit)
-        for u in rows:
+        report = await ops.key_usage(db, args.key_id, ops.period(args.since, args.until),
+                                     ops.Actor.shell(), args.limit)
+        if args.csv:
+            sys.stdout.write(ops.usage_csv(report))
+            return 0
+        for u in report.rows:
             if args.json:
-                print(msgspec.json.encode(u).decode())
+                print(_json(u))
             else:
                 print(f"{_when(u.created_at)}  {u.request_id[:32]:<32} {u.outcome:<9} "
                       f"{u.chars:>6} chars {u.audio_seconds:>8.2f} s  {u.format:<5} "
                       f"{u.speaker:<8} {u.credits:>6} credits (held {u.held})")
+        if report.truncated:
+            print("veena: more rows match; raise --limit or narrow --since/--until",
+                  file=sys.stderr)
         return 0
     return work
 
@@ -211,14 +212,21 @@ def _db_args(p: argparse.ArgumentParser) -> None:
                    help="TOML configuration file (default: $VEENA_CONFIG)")
     r.add_argument("--queue", choices=("sentences", "settlements"), default="sentences",
                    help="which set-aside file: storage's sentences or auth's settlements")
+    e = sub.add_parser("export", help="stored sentences of a period, newest first (JSON lines)")
+    _config_arg(e)
+    _period_args(e)
+    e.add_argument("--limit", type=int, default=1000)
+    e.add_argument("--csv", action="store_true", help="CSV with a header line")
 
 
 def db(args: argparse.Namespace) -> int:
-    """Database maintenance: migrate, replay."""
+    """Database maintenance: migrate, replay, export."""
     from veena.platform.db import describe, open_database
 
     if args.action == "replay":
         return _replay(args)
+    if args.action == "export":
+        return _run(args, _export(args), _storage_database(args))
 
     async def main() -> int:
         if args.plugin == "storage":
@@ -240,6 +248,22 @@ def db(args: argparse.Namespace) -> int:
         print(f"{describe(database)}: applied {', '.join(applied) if applied else 'nothing (up to date)'}")
         return 0
     return asyncio.run(main())
+
+
+def _export(args: argparse.Namespace):
+    async def work(db) -> int:
+        export = await ops.export_sentences(db, ops.period(args.since, args.until),
+                                            ops.Actor.shell(), args.limit)
+        if args.csv:
+            sys.stdout.write(ops.sentences_csv(export))
+        else:
+            for row in export.rows:
+                print(_json(row))
+        if export.truncated:
+            print("veena: more rows match; raise --limit or narrow --since/--until",
+                  file=sys.stderr)
+        return 0
+    return work
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -286,7 +310,7 @@ def _replay(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``veena keys`` and ``veena db``."""
     for name, setup, run, doc in (("keys", _keys_args, keys, 'Manages API keys: create, list, revoke, credit, usage.'),
-                                  ("db", _db_args, db, 'Database maintenance: migrate, replay.')):
+                                  ("db", _db_args, db, 'Database maintenance: migrate, replay, export.')):
         p = subparsers.add_parser(name, help=doc)
         setup(p)
         p.set_defaults(func=run)

@@ -38,3 +38,19 @@ def test_keys_lifecycle(store_env):
 def test_bad_expiry_is_a_clear_error(store_env):
     proc = veena(store_env, "keys", "create", "--owner", "x", "--expires-in", "soon", ok=False)
     assert proc.returncode == 2 and "--expires-in" in proc.stderr
+
+
+def test_admin_scope_periods_csv_and_export(store_env):
+    """The options the admin API shares with the CLI (``veena.plugins.auth.operations``)."""
+    veena(store_env, "keys", "create", "--owner", "ops", "--scope", "admin,tts")
+    (key,) = [json.loads(line) for line in veena(store_env, "keys", "list", "--json").stdout.splitlines()]
+    assert key["scopes"] == ["admin", "tts"] and key["state"] == "active"
+    assert veena(store_env, "keys", "usage", key["id"], "--csv", "--since", "7d").stdout \
+        .splitlines()[0].startswith("id,key_id,request_id,created_at")
+    bad = veena(store_env, "keys", "usage", key["id"], "--since", "someday", ok=False)
+    assert bad.returncode == 2 and "`since`" in bad.stderr
+    assert veena(store_env, "keys", "usage", "key_nope", ok=False).returncode == 1
+    scope = veena(store_env, "keys", "create", "--owner", "x", "--scope", "Not A Scope", ok=False)
+    assert scope.returncode == 2 and "scope" in scope.stderr
+    assert veena(store_env, "db", "export", "--since", "1d").stdout == ""
+    assert veena(store_env, "db", "export", "--csv").stdout.splitlines()[0].startswith("id,")

@@ -18,6 +18,7 @@ from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Job
 from veena.platform.runtime import Runtime
 from veena.platform.schemas import Pronunciation
+from veena.platform.textmap import TextMap, record
 from veena.plugins.lexicon.files import LexiconFile
 from veena.plugins.lexicon.matcher import Entry, Matcher
 from veena.plugins.lexicon.rewrite import Edit, Layer, apply_edits, find_edits
@@ -49,11 +50,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     group in the order listed. A request's ``pronunciations`` come before all of them."""
 
 
-class Edits(list[Edit]):
-    """What the lexicon replaced in one request's text (``job.state[Edits]``): ``(start, end,
-    spoken)`` in the text the ``lexicon`` normalizer was given, in order, not overlapping."""
-
-
 class LexiconNormalizer:
     """Normalizer ``lexicon``: whole-word replacements from the request, then from the files."""
 
@@ -70,8 +66,10 @@ class LexiconNormalizer:
         edits = self.edits(text, job.pronunciations, job.language)
         if not edits:
             return text
-        job.state[Edits] = Edits(edits)
-        return apply_edits(text, edits)
+        out = apply_edits(text, edits)
+        # the exact map of this step, so word times of a spoken form name the word it replaced
+        record(job.state, text, out, TextMap.from_edits(text, edits))
+        return out
 
     def edits(self, text: str, pronunciations: Sequence[Pronunciation] = (),
               language: str | None = None) -> list[Edit]:

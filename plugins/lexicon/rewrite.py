@@ -58,12 +58,3 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     out.append(text[at:])
     return "".join(out)
 
-
-def spans(edits: Sequence[Edit]) -> list[tuple[int, int, int, int]]:
-    """``(src_start, src_end, out_start, out_end)`` of each edit: where each replacement sits in
-    the rewritten text, for mapping word times back to the original."""
-    out, shift = [], 0
-    for s, e, spoken in edits:
-        out.append((s, e, s + shift, s + shift + len(spoken)))
-        shift += len(spoken) - (e - s)
-    return out

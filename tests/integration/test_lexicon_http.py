@@ -157,3 +157,23 @@ def test_file_rewritten_under_the_running_server_is_used_at_once(served):
     # a request's own entry still comes first
     assert timed_text(srv, TEXT, pronunciations=[{"word": "Veena", "spoken": "Vina"}]) == \
         "Vina met Rao in Hyderabad."
+
+
+def test_word_times_point_at_the_word_a_pronunciation_replaced(served):
+    """eSpeak NG's exact word times: the several words of a spoken form are one item, the
+    client's word, and every word of the text is covered in order."""
+    from tests.integration.test_timestamps import check_words
+
+    srv, _, _ = served
+    text = "We met Rao in Hyd today."
+    resp = httpx.post(srv.url + "/v1/tts/generate", timeout=60, json={
+        "text": text, "format": "wav", "timestamps": True, "stream": False,
+        "pronunciations": [{"word": "Hyd", "spoken": "the old city of Hyderabad"}]})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    check_words(text, body["words"], body["audio_seconds"], exact=True)
+    hyd = [w for w in body["words"] if "Hyd" in text[w["text_start"]:w["text_end"]]]
+    rao = [w for w in body["words"] if text[w["text_start"]:w["text_end"]] == "Rao"]
+    assert len(hyd) == 1 and len(rao) == 1, body["words"]
+    # five spoken words against one: the item lasts several times as long
+    assert hyd[0]["end"] - hyd[0]["start"] > 2.5 * (rao[0]["end"] - rao[0]["start"])

@@ -16,10 +16,11 @@ from veena.platform.pipeline import decode_body
 from veena.platform.plugins import build_runtime
 from veena.platform.schemas import (MAX_PRONUNCIATIONS, MAX_SPOKEN_CHARS, MAX_WORD_CHARS,
                                     GenerateRequest, Pronunciation)
-from veena.plugins.lexicon import Config, Edits, FileConfig, LexiconNormalizer
+from veena.platform.textmap import Rewrites, original_map
+from veena.plugins.lexicon import Config, FileConfig, LexiconNormalizer
 from veena.plugins.lexicon.files import LexiconFile, parse_toml, parse_tsv
 from veena.plugins.lexicon.matcher import Entry, Matcher
-from veena.plugins.lexicon.rewrite import apply_edits, spans
+from veena.plugins.lexicon.rewrite import apply_edits
 
 
 def say(entries: list[Entry], text: str) -> str:
@@ -150,7 +151,9 @@ def test_request_entries_come_first_then_language_files_then_the_rest(tmp_path):
     job = _job([Pronunciation("Veena", "वीणा")])
     out = lex.normalize("Veena and Rao met. वीणा और Rao मिले।", job)
     assert out == "वीणा and Raa-o met. वीणा और राव मिले।"
-    assert job.state[Edits] == [(0, 5, "वीणा"), (10, 13, "Raa-o"), (27, 30, "राव")]
+    (step,) = job.state[Rewrites]
+    assert step.map is not None and [(p.src_start, p.src_end) for p in step.map.pieces
+                                      if not p.exact] == [(0, 5), (10, 13), (27, 30)]
 
 
 def test_overlapping_words_the_earlier_layer_wins(tmp_path):
@@ -160,13 +163,22 @@ def test_overlapping_words_the_earlier_layer_wins(tmp_path):
     assert out == "nu-york City"
 
 
-def test_spans_point_from_replacements_back_to_the_original():
-    text = "Veena met Rao today"
-    edits = [(0, 5, "वीणा"), (10, 13, "Mister Rao")]
-    out = apply_edits(text, edits)
-    assert out == "वीणा met Mister Rao today"
-    for (s, e, os_, oe), (_, _, spoken) in zip(spans(edits), edits):
-        assert out[os_:oe] == spoken and text[s:e] in ("Veena", "Rao")
+def test_word_times_of_a_spoken_form_point_at_the_word_it_replaced(tmp_path):
+    """The lexicon records its exact map; composed with the later rules (worked out from the
+    texts), a word of the final text maps back onto the client's word."""
+    from veena.platform.pipeline import Pipeline
+
+    text = "Veena paid ₹5 to Rao in Hyd"
+    job = Pipeline(runtime()).prepare(GenerateRequest(text=text, pronunciations=[
+        Pronunciation("Hyd", "the city of Hyderabad"), Pronunciation("Veena", "वी णा")]), "t")
+    final = job.normalized_text
+    assert final == "वी णा paid five rupees to Rao in the city of Hyderabad"
+    back = original_map(text, final, job.state[Rewrites])
+    for word, original in (("णा", "Veena"), ("city", "Hyd"), ("Hyderabad", "Hyd"),
+                           ("rupees", "₹5"), ("Rao", "Rao")):
+        at = final.index(word)
+        s, e = back.source(at, at + len(word))
+        assert text[s:e] == original, word
 
 
 def runtime(lexicon: str | None = None):

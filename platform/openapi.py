@@ -35,6 +35,7 @@ REF = "#/components/schemas/{name}"
 ERROR_REF = {"$ref": REF.format(name="ErrorBody")}
 SYNTHESIS = {"/v1/tts/generate": "post", "/v1/audio/speech": "post"}
 SSE_PATH = "/v1/audio/speech"
+TIMESTAMPS_PATH = "/v1/tts/generate"
 AUDIO_OPT = {"veena_audio": True}
 """``opt=`` for a route decorator whose 200 is synthesized audio (a plugin's route through the
 synthesis path): its schema gets each codec's media type and the synthesis statuses."""
@@ -207,6 +208,8 @@ def _responses(path: str, method: str, op: dict[str, Any], runtime: Runtime,
     if audio:
         statuses |= set(SYNTHESIS_STATUSES)
         responses["200"] = _audio(path == SSE_PATH, runtime)
+        if path == TIMESTAMPS_PATH:
+            responses["200"]["content"].update(_timestamps())
     if SYNTHESIS.get(path) == method:
         op["requestBody"]["content"]["application/json"]["schema"] = {
             "$ref": REF.format(name="SpeechRequest" if path == SSE_PATH else "GenerateRequest")}
@@ -216,6 +219,33 @@ def _responses(path: str, method: str, op: dict[str, Any], runtime: Runtime,
         responses["503"] = {"description": "Not ready: status `starting`, `warming` or "
                             "`draining`", "content": {"application/json": {
                                 "schema": {"$ref": REF.format(name="Health")}}}}
+
+
+def _timestamps() -> dict[str, Any]:
+    """The ``timestamps: true`` answers of ``/v1/tts/generate`` (docs/websocket.md)."""
+    word = {"type": "object", "required": ["text_start", "text_end", "start", "end", "estimated"],
+            "properties": {"text_start": {"type": "integer"}, "text_end": {"type": "integer"},
+                           "start": {"type": "number"}, "end": {"type": "number"},
+                           "estimated": {"type": "boolean"}}}
+    event = {"type": "object", "required": ["type"], "properties": {
+        "type": {"enum": ["audio", "alignment", "done", "error"]}, "audio": {"type": "string"},
+        "words": {"type": "array", "items": word}}}
+    whole = {"type": "object", "required": ["audio", "words", "request_id", "audio_seconds"],
+             "properties": {"audio": {"type": "string", "contentEncoding": "base64"},
+                            "words": {"type": "array", "items": word},
+                            "alignment": {"type": "array", "items": {"type": "object"}},
+                            "request_id": {"type": "string"}, "format": {"type": "string"},
+                            "sample_rate": {"type": "integer"},
+                            "audio_seconds": {"type": "number"}, "bytes": {"type": "integer"}}}
+    return {
+        "text/event-stream": {"schema": {
+            "type": "object", "required": ["data"],
+            "description": "With `timestamps` and `stream`: `audio` (base64), `alignment` "
+                           "(words with offsets into `text` and seconds), then `done`",
+            "properties": {"event": {"type": "string"},
+                           "data": {"type": "string", "contentMediaType": "application/json",
+                                    "contentSchema": event}}}},
+        "application/json": {"schema": whole}}
 
 
 def _audio(sse: bool, runtime: Runtime) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def _codec_name(job: Job) -> str:
 def _done(job: Job, sent: int, alignment: Alignment) -> dict[str, Any]:
     return {"request_id": job.request_id, "format": _codec_name(job),
             "sample_rate": job.output.sample_rate, "audio_seconds": round(job.audio_seconds, 4),
-            "bytes": sent, "words": len(alignment.words())}
+            "bytes": sent, "word_count": len(alignment.words())}
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:

@@ -45,7 +45,9 @@ def test_schema_documents_real_bodies(url: str) -> None:
     doc = httpx.get(url + "/schema/openapi.json", timeout=10).json()
     gen = doc["paths"]["/v1/tts/generate"]["post"]["responses"]
     assert {"audio/wav", "audio/mpeg", "audio/flac"} <= set(gen["200"]["content"])
-    assert "application/json" not in gen["200"]["content"]
+    # JSON and SSE only for `timestamps: true`: the audio with its words
+    assert "words" in gen["200"]["content"]["application/json"]["schema"]["properties"]
+    assert "text/event-stream" in gen["200"]["content"]
     speech = doc["paths"]["/v1/audio/speech"]["post"]["responses"]
     assert "text/event-stream" in speech["200"]["content"]
     for status in ("400", "401", "402", "413", "429", "431", "503"):

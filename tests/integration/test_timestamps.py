@@ -147,7 +147,7 @@ def test_http_sse_streams_audio_and_alignment_events(server, text, fmt):
     assert [p["audio_start"] for p in pieces] == sorted(p["audio_start"] for p in pieces)
     words = [w for p in pieces for w in p["words"]]
     check_words(long, words, done["audio_seconds"], exact=True)
-    assert done["words"] == len(words)
+    assert done["word_count"] == len(words)
 
 
 def test_http_whole_json_has_audio_and_words(server):

@@ -1,7 +1,10 @@
 """The Modal deployment of Veena: ``modal deploy modal_app.py`` (docs/deploy.md).
 
-One GPU class serves the Litestar app with ``@modal.asgi_app()``, many requests a container
-(``@modal.concurrent``). Its image is built from this repository (pyproject's dependencies with
+Two classes, two URLs. ``Veena``: the GPU data plane, the whole Litestar app (synthesis on
+every interface) with ``@modal.asgi_app()``, many requests a container (``@modal.concurrent``).
+``ControlPlane``: no GPU, a small image (CPU-only torch for the speaker encoder), many more
+requests a container; the same app built with only the control-plane routes (voices, admin,
+health: ``CONTROL_PLANE_PATHS``), against the same stores. Its image is built from this repository (pyproject's dependencies with
 the GPU extras, then the project itself), the model Volume is mounted at ``/models`` and the
 named Secrets become environment variables. Start-up, in three steps:
 
@@ -55,18 +58,63 @@ def _not_source(path: Path) -> bool:
     return path.parts[0] not in SOURCE or "__pycache__" in path.parts
 
 
+CONTROL_PLANE_PATHS = ("/v1/voices", "/v1/admin", "/v1/tts/health")
+"""What the control plane serves: these paths and the ones under them. Synthesis stays on the
+GPU class."""
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+CLONING_PACKAGES = ("torch", "safetensors", "pyyaml")
+"""What the speaker encoder needs of the ``neural`` extra (not transformers, not vLLM)."""
+CONTROL_DISABLED = ("apbwe",)
+"""Plugins a control-plane container does not load: AP-BWE loads a model for synthesis."""
+
+
+def control_plane_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in CONTROL_PLANE_PATHS)
+
+
+def _requirements(extra: str, names: Iterable[str]) -> list[str]:
+    """The requirement strings of ``names`` in pyproject's ``extra`` (versions stay there)."""
+    import re
+    import tomllib
+
+    wanted = set(names)
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"][extra]
+    found = [r for r in listed if re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() in wanted]
+    assert len(found) == len(wanted), (extra, found)
+    return found
+
+
+def _project(image: modal.Image, config_file: str | None) -> modal.Image:
+    """The project installed from a copy of its source, then the configuration file (mounted,
+    so editing it does not rebuild anything)."""
+    image = (image.add_local_dir(ROOT, SOURCE_IN_IMAGE, copy=True, ignore=_not_source)
+             .run_commands(f"python -m pip install --no-deps {SOURCE_IN_IMAGE}"))
+    if config_file:
+        image = image.add_local_file(config_file, CONFIG_IN_IMAGE)
+    return image
+
+
+def build_control_image(settings: ModalSettings, config_file: str | None) -> modal.Image:
+    """The control plane's image: no CUDA, no vLLM, no transformers. CPU-only torch (from
+    PyTorch's CPU index) with safetensors and PyYAML for the speaker encoder, pyproject's
+    dependencies with ``settings.control_extras``, then the project."""
+    image = (modal.Image.debian_slim(python_version=settings.python_version)
+             .pip_install(*_requirements("neural", CLONING_PACKAGES), index_url=CPU_TORCH_INDEX,
+                          extra_index_url="https://pypi.org/simple")
+             .pip_install_from_pyproject(str(ROOT / "pyproject.toml"),
+                                         optional_dependencies=list(settings.control_extras)))
+    return _project(image, config_file)
+
+
 def build_image(settings: ModalSettings, config_file: str | None) -> modal.Image:
     """Python, pyproject's dependencies with ``settings.extras`` (one cached layer that only
     changes with pyproject.toml), then the project installed from a copy of its source, then
     the configuration file (mounted, so editing it does not rebuild anything)."""
     image = (modal.Image.debian_slim(python_version=settings.python_version)
              .pip_install_from_pyproject(str(ROOT / "pyproject.toml"),
-                                         optional_dependencies=list(settings.extras))
-             .add_local_dir(ROOT, SOURCE_IN_IMAGE, copy=True, ignore=_not_source)
-             .run_commands(f"python -m pip install --no-deps {SOURCE_IN_IMAGE}"))
-    if config_file:
-        image = image.add_local_file(config_file, CONFIG_IN_IMAGE)
-    return image
+                                         optional_dependencies=list(settings.extras)))
+    return _project(image, config_file)
 
 
 def cls_options(settings: ModalSettings) -> dict[str, Any]:
@@ -80,6 +128,26 @@ def cls_options(settings: ModalSettings) -> dict[str, Any]:
         "min_containers": settings.min_containers,
         "max_containers": settings.max_containers,
         "buffer_containers": settings.buffer_containers,
+        "scaledown_window": settings.scaledown_window,
+        "timeout": settings.timeout,
+        "startup_timeout": settings.startup_timeout,
+        "enable_memory_snapshot": settings.memory_snapshot,
+    }
+
+
+def control_options(settings: ModalSettings) -> dict[str, Any]:
+    """``@app.cls`` keywords of the control plane: no GPU, its own CPU, memory and autoscaling;
+    the GPU class's Volume (the speaker encoder's weights), Secrets (the stores), environment
+    and timeouts."""
+    gpu = cls_options(settings)
+    return {
+        "cpu": settings.control_cpu,
+        "memory": settings.control_memory,
+        "volumes": gpu["volumes"],
+        "secrets": gpu["secrets"],
+        "env": gpu["env"],
+        "min_containers": settings.control_min_containers,
+        "max_containers": settings.control_max_containers,
         "scaledown_window": settings.scaledown_window,
         "timeout": settings.timeout,
         "startup_timeout": settings.startup_timeout,
@@ -103,6 +171,11 @@ def declared_settings() -> dict[str, Any]:
                                    "enable_memory_snapshot")},
         "snapshot_enter": SETTINGS.memory_snapshot,
         "request_deadline_s": SETTINGS.request_deadline_s(),
+        "control_plane": ({"max_inputs": SETTINGS.control_max_inputs,
+                           "paths": list(CONTROL_PLANE_PATHS),
+                           **{k: v for k, v in control_options(SETTINGS).items()
+                              if k not in ("volumes", "secrets", "env")}}
+                          if SETTINGS.control_plane else None),
     }
 
 
@@ -124,39 +197,66 @@ class ModalDrain:
 class Container:
     """What one container runs, free of Modal's decorators (so it runs and is tested anywhere).
 
-    ``load`` is the snapshot-safe part: no GPU, no sockets. ``start`` does the rest.
+    ``load`` is the snapshot-safe part: no GPU, no sockets. ``start`` does the rest. A
+    ``control_plane`` container serves only ``CONTROL_PLANE_PATHS`` and synthesizes nothing.
     """
 
-    def __init__(self, settings: ModalSettings, plugins: Iterable[tuple[str, object]] = ()) -> None:
+    def __init__(self, settings: ModalSettings, plugins: Iterable[tuple[str, object]] = (),
+                 *, control_plane: bool = False) -> None:
         self.settings = settings
         self.plugins = list(plugins)
+        self.control_plane = control_plane
         self.app: Any = None
 
     def load(self) -> None:
         from veena.platform.app import create_app
 
-        for module in heavy_modules(self.settings):
+        for module in heavy_modules(self.settings, self.control_plane):
             importlib.import_module(module)
-        config = service_config(load_config(), self.settings)
-        self.app = create_app(config, plugins=[("modal", ModalDrain()), *self.plugins])
+        if self.control_plane:
+            config = control_config(load_config(), self.settings)
+            paths = control_plane_path
+        else:
+            config, paths = service_config(load_config(), self.settings), None
+        self.app = create_app(config, plugins=[("modal", ModalDrain()), *self.plugins],
+                              paths=paths)
 
     async def start(self) -> None:
         from veena.platform import lifecycle
 
         runtime, pipeline = self.app.state.runtime, self.app.state.pipeline
         await lifecycle.start(runtime)
-        await lifecycle.warm_up(pipeline, self.settings.warm_up_text)
+        if not self.control_plane:
+            await lifecycle.warm_up(pipeline, self.settings.warm_up_text)
         lifecycle.mark_ready(runtime)
 
 
-def heavy_modules(settings: ModalSettings) -> list[str]:
+def control_config(config: Any, settings: ModalSettings) -> Any:
+    """The service configuration of a control-plane container: the GPU class's (so the same
+    stores, the same checkpoint for the speaker encoder), with the embedded eSpeak NG voice as
+    the registered synthesizer (nothing loads onto a GPU; no synthesis route is served) and
+    the plugins of ``CONTROL_DISABLED`` left out."""
+    config.disable = list(dict.fromkeys([*config.disable, *CONTROL_DISABLED]))
+    for name in CONTROL_DISABLED:
+        config.plugins.pop(name, None)
+    config = service_config(config, settings)
+    config.stages.synthesizer = "espeak"
+    if "spark" in config.plugins:
+        config.plugins["spark"]["device"] = "cpu"
+    config.plugins.setdefault("voices", {}).setdefault("device", "cpu")
+    return config
+
+
+def heavy_modules(settings: ModalSettings, control_plane: bool = False) -> list[str]:
     """Modules worth importing before the snapshot: importing them costs seconds and asks
     nothing of the GPU (torch initializes CUDA on first use). Nothing before the snapshot may
     ask either: torch caches the device count of its first query, and the snapshot phase has
     no GPU. vLLM is left for after the snapshot, since what its import queries is not checked
-    here."""
+    here. The control plane imports the speaker encoder's modules only."""
     if settings.synthesizer != "spark":
         return []
+    if control_plane:
+        return ["torch", "veena.plugins.spark.bicodec.speaker", "veena.plugins.spark.cloning"]
     return ["torch", "transformers", "veena.plugins.spark.synthesizer",
             "veena.plugins.spark.bicodec"]
 
@@ -184,3 +284,26 @@ class Veena:
     @modal.asgi_app()
     def web(self) -> Any:
         return self.container.app
+
+
+if SETTINGS.control_plane:
+    @app.cls(image=build_control_image(SETTINGS, LOCAL_CONFIG), **control_options(SETTINGS))
+    @modal.concurrent(max_inputs=SETTINGS.control_max_inputs)
+    class ControlPlane:
+        """The CPU control plane; ``web`` is its HTTP endpoint (voices, admin, health)."""
+
+        @modal.enter(snap=SETTINGS.memory_snapshot)
+        def load(self) -> None:
+            from veena.platform.logs import configure_logging
+
+            configure_logging()
+            self.container = Container(SETTINGS, control_plane=True)
+            self.container.load()
+
+        @modal.enter(snap=False)
+        async def start(self) -> None:
+            await self.container.start()
+
+        @modal.asgi_app()
+        def web(self) -> Any:
+            return self.container.app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -208,16 +208,21 @@ def _on_crash(request: Request, exc: Exception) -> Response[Any]:
 
 
 def create_app(config: VeenaConfig | None = None, *,
-               plugins: Iterable[tuple[str, object]] = ()) -> Litestar:
+               plugins: Iterable[tuple[str, object]] = (),
+               paths: Callable[[str], bool] | None = None) -> Litestar:
     """Builds the runtime (plugins, registries) and the Litestar app around it.
 
     :param config: the configuration (default: ``$VEENA_CONFIG`` or built-in defaults).
     :param plugins: extra (name, plugin) pairs registered next to the entry points.
+    :param paths: serves only the routes whose path it accepts (a deployment's control plane
+        leaves synthesis out); default: every route.
     """
     runtime = build_runtime(config or load_config(), extra=plugins)
     pipeline = Pipeline(runtime)
     handlers = plugin_routes(runtime, core=[generate, openai_speech, models, health, formats,
                                              metrics])
+    if paths is not None:
+        handlers = [h for h in handlers if any(paths(path) for path, _ in route_keys(h))]
     routes = frozenset(path for h in handlers for path, _ in route_keys(h))
 
     async def startup(app: Litestar) -> None:

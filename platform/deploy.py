@@ -61,6 +61,18 @@ class ModalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     extras: list[str] = msgspec.field(default_factory=lambda: ["neural", "vllm", "otlp", "supabase"])
     """Optional dependency groups of pyproject.toml installed in the image."""
     warm_up_text: str = "Hello! This is a short warm-up sentence."
+    control_plane: bool = True
+    """Also deploy the CPU control plane: voices, admin and health, without a GPU."""
+    control_cpu: float = 1.0
+    """CPU cores of a control-plane container."""
+    control_memory: int = 2048
+    """MiB of memory of a control-plane container (the speaker encoder takes about 100)."""
+    control_max_inputs: int = 256
+    """Requests one control-plane container serves at once."""
+    control_min_containers: int = 0
+    control_max_containers: int = 4
+    control_extras: list[str] = msgspec.field(default_factory=lambda: ["otlp", "supabase"])
+    """Extras of the control plane's image; it gets CPU-only torch for the speaker encoder."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_containers <= self.max_containers or self.max_containers < 1:
@@ -76,6 +88,13 @@ class ModalSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                              "must be positive")
         if not self.gpu:
             raise ValueError("gpu must name a GPU type")
+        if self.control_cpu <= 0 or self.control_memory < 256 or self.control_max_inputs < 1:
+            raise ValueError("need control_cpu > 0, control_memory >= 256 (MiB) and "
+                             "control_max_inputs >= 1")
+        if not 0 <= self.control_min_containers <= self.control_max_containers \
+                or self.control_max_containers < 1:
+            raise ValueError("need 0 <= control_min_containers <= control_max_containers and "
+                             "control_max_containers >= 1")
 
     def gpus(self) -> str | list[str]:
         """What ``@app.cls(gpu=...)`` gets: one type, or the list form with fallbacks."""

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from veena.platform.ids import new_id
+
 if TYPE_CHECKING:
     from veena.platform.schemas import Pronunciation
     from veena.speakers import Speaker
@@ -65,6 +67,8 @@ class Job:
     speaker: Speaker
     synthesizer: str
     output: OutputFormat
+    record_id: str = field(default_factory=new_id)
+    """The ``id`` of this job's finished record (``RequestRecord``): unique per job."""
     stream: bool = True
     normalize: bool = True
     chunking: bool = True

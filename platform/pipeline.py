@@ -361,6 +361,7 @@ def to_record(job: Job, error_code: str | None = None) -> RequestRecord:
     """The storage/usage view of a finished job."""
     t = job.timings
     return RequestRecord(
+        id=job.record_id,
         request_id=job.request_id, key_id=job.principal.key_id if job.principal else None,
         speaker=job.speaker.name, synthesizer=job.synthesizer, format=job.output.codec,
         sample_rate=job.output.sample_rate, stream=job.stream, original_text=job.text,

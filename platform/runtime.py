@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from veena.platform.ids import new_id
 from veena.platform.registry import Registry
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class RequestInfo:
 class RequestRecord(msgspec.Struct, kw_only=True):
     """One finished request, as handed to storage and usage plugins."""
 
+    id: str = msgspec.field(default_factory=new_id)
+    """Unique per finished request (a stored copy's key; ``Job.record_id`` for a job)."""
     request_id: str
     key_id: str | None
     speaker: str

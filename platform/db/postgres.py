@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from veena.platform.db.base import (SENTENCE_COLUMNS, USAGE_COLUMNS, ApiKey, Database,
-                                    Reservation, SentenceRow, StoreUnavailable, UsageRow,
-                                    migration_files)
+from veena.platform.db import ApiKey, Database, Reservation, SentenceRow, UsageRow
+from veena.platform.db.base import StoreUnavailable, migration_files
 from veena.platform.db.escape import escape_row, unescape_row
+from veena.platform.db.ledger import USAGE_COLUMNS
+from veena.platform.db.sentences import SENTENCE_COLUMNS
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x7665656E61  # pg_advisory_lock key: "veena"
@@ -53,6 +54,8 @@ def _utc(ts: float | None) -> dt.datetime | None:
 
 
 class PostgresDatabase(Database):
+    """Keys, credits, usage and sentences in PostgreSQL (asyncpg)."""
+
     name = "postgres"
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 5,
@@ -65,6 +68,13 @@ class PostgresDatabase(Database):
         self.command_timeout = command_timeout
         self._pool: Any = None
         self._lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.dsn)
+        port = f":{u.port}" if u.port else ""
+        return f"postgres://{u.hostname or 'localhost'}{port}{u.path}"
 
     async def open(self) -> None:
         import asyncpg

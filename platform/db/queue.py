@@ -202,7 +202,7 @@ class DurableQueue(Generic[T]):
         except Exception as exc:
             self.stats["write_errors"] += 1
             if len(batch) == 1:
-                self._reject(batch, exc)
+                self.reject(batch, exc)
                 return 0
             log.warning("%s batch of %d failed (%s); writing it row by row", self.name,
                         len(batch), type(exc).__name__, extra={"queue": self.name})
@@ -214,7 +214,7 @@ class DurableQueue(Generic[T]):
             except StoreUnavailable as exc:
                 raise _Interrupted(batch[i:], exc, written) from exc
             except Exception as exc:
-                self._reject([item], exc)
+                self.reject([item], exc)
         return written
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -258,7 +258,8 @@ class DurableQueue(Generic[T]):
         "row"}`` (``"raw"`` instead of ``"row"`` for an unreadable spool line)."""
         return self.spool_dir / f"{self.name}.rejected"
 
-    def _reject(self, items: list[T], exc: BaseException) -> None:
+    def reject(self, items: list[T], exc: BaseException) -> None:
+        """Sets ``items`` aside in ``rejected_path`` with ``exc`` as the reason."""
         self.stats["rejected"] += len(items)
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         log.error("%s: %d row(s) cannot be written and are set aside in %s (%s)", self.name,

@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from veena.platform.db.base import (SENTENCE_COLUMNS, USAGE_COLUMNS, ApiKey, Database,
-                                    Reservation, SentenceRow, StoreUnavailable, UsageRow,
-                                    migration_files)
+from veena.platform.db import ApiKey, Database, Reservation, SentenceRow, UsageRow
+from veena.platform.db.base import StoreUnavailable, migration_files
+from veena.platform.db.ledger import USAGE_COLUMNS
+from veena.platform.db.sentences import SENTENCE_COLUMNS
 
 T = TypeVar("T")
 KEY_COLUMNS = ("id, key_hash, prefix, owner, name, scopes, created_at, expires_at, revoked, "
@@ -36,6 +37,8 @@ def _key(row: tuple) -> ApiKey:
 
 
 class SqliteDatabase(Database):
+    """Keys, credits, usage and sentences in one SQLite file."""
+
     name = "sqlite"
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 10_000) -> None:
@@ -45,6 +48,9 @@ class SqliteDatabase(Database):
         self._data_version: int | None = None
         self._key_version: tuple[Any, ...] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="veena-sqlite")
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:

@@ -13,9 +13,11 @@ from typing import Any
 
 import msgspec
 
-from veena.platform.db.base import (SENTENCE_COLUMNS, USAGE_COLUMNS, ApiKey, Database,
-                                    Reservation, SentenceRow, StoreUnavailable, UsageRow)
+from veena.platform.db import ApiKey, Database, Reservation, SentenceRow, UsageRow
+from veena.platform.db.base import StoreUnavailable
 from veena.platform.db.escape import escape_row, unescape_row
+from veena.platform.db.ledger import USAGE_COLUMNS
+from veena.platform.db.sentences import SENTENCE_COLUMNS
 
 KEY_SELECT = ("id,key_hash,prefix,owner,name,scopes,created_at,expires_at,revoked,"
               "rate_per_minute,max_streams,credits")
@@ -39,6 +41,8 @@ def _key(row: dict[str, Any]) -> ApiKey:
 
 
 class SupabaseDatabase(Database):
+    """Keys, credits, usage and sentences in a Supabase project, over PostgREST."""
+
     name = "supabase"
 
     def __init__(self, url: str, service_key: str, *, timeout: float = 10.0) -> None:
@@ -47,6 +51,9 @@ class SupabaseDatabase(Database):
         self.timeout = timeout
         self._client: Any = None
         self._http: Any = None
+
+    def describe(self) -> str:
+        return f"supabase:{self.url}"
 
     async def open(self) -> None:
         if self._client is not None:

@@ -7,8 +7,9 @@
 - ``veena_synthesize`` (wrapper): before the first audio, the request's possible cost is held
   on the key's balance in one atomic statement (402 when the balance is short, so parallel
   requests can never spend more than the key has).
-- ``veena_request_finished``: the hold is settled for what was delivered (the characters of
-  the chunks whose audio was sent), with a usage row, exactly once, whether the request
+- ``veena_request_finished``: the hold of the request the record is of (by ``record.id``) is
+  settled for what was delivered (the characters of the chunks whose audio was sent), with a
+  usage row made from the record, exactly once, whether the request
   completed, was cancelled by the client or failed. Settlements are written in the background
   and spooled to disk while the database is down.
 
@@ -31,8 +32,8 @@ from typing import Any, Literal
 import msgspec
 
 from veena.platform.audio import PCM
-from veena.platform.db import (BACKENDS, ApiKey, Database, StoreUnavailable, UsageRow, data_dir,
-                               describe, open_database)
+from veena.platform.db import (ApiKey, CreditLedger, StoreUnavailable, UsageRow, check_backend,
+                               data_dir, describe, open_database)
 from veena.platform.db.queue import DurableQueue
 from veena.platform.errors import VeenaError
 from veena.platform.hookspecs import hookimpl
@@ -55,7 +56,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """auto: keys are required once the store has one; required: always; off: never."""
     backend: str = "auto"
     """auto (DATABASE_URL > SUPABASE_URL + SUPABASE_SERVICE_KEY > SQLite), sqlite, postgres,
-    supabase."""
+    supabase, or ``package.module:factory`` (a third party's ``CreditLedger``)."""
     sqlite_path: str | None = None
     """Default: $VEENA_DATA_DIR/veena.db."""
     refresh_seconds: float = 30.0
@@ -79,8 +80,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     credits: CreditRule = msgspec.field(default_factory=CreditRule)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}")
+        check_backend(self.backend)
         if self.refresh_seconds <= 0 or self.change_poll_seconds <= 0:
             raise ValueError("refresh_seconds and change_poll_seconds must be positive")
         if self.hold_lease_seconds < 4:
@@ -100,16 +100,22 @@ class InFlight:
     job: Job
     hold: Hold
 
+    def lapsed(self, lease_seconds: float) -> bool:
+        """Finished a whole lease ago without its record settling it (never expected)."""
+        finished = self.job.timings.finished
+        return finished is not None and time.perf_counter() - finished > lease_seconds
+
 
 @dataclass
 class Auth:
     """One process's authentication and billing state (``runtime.state["auth"]``)."""
 
     config: Config
-    db: Database | None
+    db: CreditLedger | None
     cache: KeyCache | None = None
     settlements: DurableQueue[UsageRow] | None = None
-    inflight: dict[str, list[InFlight]] = field(default_factory=dict)
+    inflight: dict[str, InFlight] = field(default_factory=dict)
+    """Held requests by their record's id (``Job.record_id``), until the record settles them."""
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _lease: asyncio.Task[None] | None = None
 
@@ -151,7 +157,10 @@ class Auth:
         while True:
             await asyncio.sleep(self.config.hold_lease_seconds / 4)
             try:
-                ids = [e.hold.id for entries in self.inflight.values() for e in entries]
+                lease = self.config.hold_lease_seconds
+                for record_id in [r for r, e in self.inflight.items() if e.lapsed(lease)]:
+                    del self.inflight[record_id]  # not renewed: the store gives it back
+                ids = [e.hold.id for e in self.inflight.values()]
                 if ids:
                     await self.db.renew_holds(ids)
                 await self._release_lapsed()
@@ -264,7 +273,7 @@ class Auth:
             hold = Hold("h_" + new_id(), principal.key_id, amount)
             # Tracked before the database is asked: if the client leaves mid-hold, the request
             # still settles (with nothing delivered) once the hold's answer comes.
-            self.inflight.setdefault(hold.key_id, []).append(InFlight(job, hold))
+            self.inflight[job.record_id] = InFlight(job, hold)
             hold.task = asyncio.get_running_loop().create_task(
                 self.db.reserve(hold.key_id, hold.id, amount, job.request_id))
             try:
@@ -287,37 +296,33 @@ class Auth:
 
     # --- settlement -----------------------------------------------------------------------------
     def finished(self, record: RequestRecord) -> None:
-        """Settles the holds of this key's requests that have finished (the record's own job:
-        the pipeline calls this right after marking it finished). Never raises."""
+        """Settles the hold of the request ``record`` is of; an unmetered key's request that
+        delivered audio gets a usage row without a charge. Never raises."""
         if record.key_id is None or self.settlements is None:
             return
-        entries = self.inflight.get(record.key_id, [])
-        done = [e for e in entries if e.job.timings.finished is not None]
-        for entry in done:
-            entries.remove(entry)
-            self._settle_when_held(entry)
-        if not entries:
-            self.inflight.pop(record.key_id, None)
-        if not done:
-            key = self.cache.by_id.get(record.key_id) if self.cache else None
-            if key is not None and key.credits is None and record.chars_delivered:
-                self.settlements.put(_usage_from_record(record, "u_" + new_id()))
+        entry = self.inflight.pop(record.id, None)
+        if entry is not None:
+            self._settle_when_held(record, entry.hold)
+            return
+        key = self.cache.by_id.get(record.key_id) if self.cache else None
+        if key is not None and key.credits is None and record.chars_delivered:
+            self.settlements.put(UsageRow.of(record, "u_" + record.id, record.key_id))
 
-    def _settle_when_held(self, entry: InFlight) -> None:
-        task = entry.hold.task
+    def _settle_when_held(self, record: RequestRecord, hold: Hold) -> None:
+        task = hold.task
         if task is None:
             return
         if task.done():
-            self._settle(entry, task)
+            self._settle(record, hold, task)
         else:
-            task.add_done_callback(lambda t: self._settle(entry, t))
+            task.add_done_callback(lambda t: self._settle(record, hold, t))
 
-    def _settle(self, entry: InFlight, task: asyncio.Task[Any]) -> None:
+    def _settle(self, record: RequestRecord, hold: Hold, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None or not task.result().ok:
             return  # nothing was held
-        job, hold = entry.job, entry.hold
-        charge = min(self.config.credits.charge(job), hold.amount)
-        self.settlements.put(_usage_from_job(job, hold, charge))  # type: ignore[union-attr]
+        charge = min(self.config.credits.charge(record), hold.amount)
+        self.settlements.put(UsageRow.of(  # type: ignore[union-attr]
+            record, hold.id, hold.key_id, credits=charge, held=hold.amount))
 
     async def _write_settlements(self, batch: list[UsageRow]) -> None:
         assert self.db is not None
@@ -329,7 +334,7 @@ class Auth:
             except Exception as exc:  # noqa: BLE001 - set this one aside, settle the others
                 log.exception("settlement rejected by the database",
                               extra={"request_id": usage.request_id, "key_id": usage.key_id})
-                self.settlements._reject([usage], exc)  # type: ignore[union-attr]
+                self.settlements.reject([usage], exc)  # type: ignore[union-attr]
                 continue
             if self.cache is not None:
                 self.cache.set_balance(usage.key_id, balance)
@@ -341,27 +346,6 @@ def _principal(key: ApiKey) -> Principal:
     return Principal(key_id=key.id, owner=key.owner, scopes=key.scopes, credits=key.credits,
                      extra={"rate_per_minute": key.rate_per_minute,
                             "max_streams": key.max_streams})
-
-
-def _usage_from_job(job: Job, hold: Hold, charge: int) -> UsageRow:
-    t = job.timings
-    return UsageRow(id=hold.id, key_id=hold.key_id, request_id=job.request_id,
-                    created_at=time.time(), chars=job.chars_delivered,
-                    chars_requested=sum(len(c) for c in job.chunks),
-                    audio_seconds=round(job.audio_seconds, 4), format=job.output.codec,
-                    speaker=job.speaker.name, synthesizer=job.synthesizer, stream=job.stream,
-                    outcome=job.outcome, ttfb_ms=t.ms_since_received(t.first_byte),
-                    total_ms=t.ms_since_received(t.finished) or 0.0, credits=charge,
-                    held=hold.amount)
-
-
-def _usage_from_record(record: RequestRecord, usage_id: str) -> UsageRow:
-    return UsageRow(id=usage_id, key_id=record.key_id or "", request_id=record.request_id,
-                    created_at=record.created_at or time.time(), chars=record.chars_delivered,
-                    chars_requested=record.chars_requested, audio_seconds=record.audio_seconds,
-                    format=record.format, speaker=record.speaker, synthesizer=record.synthesizer,
-                    stream=record.stream, outcome=record.outcome, ttfb_ms=record.ttfb_ms,
-                    total_ms=record.total_ms, credits=0, held=0)
 
 
 # --- hooks ------------------------------------------------------------------------------------
@@ -376,7 +360,7 @@ def veena_startup(runtime: Runtime):
     db = None
     if cfg.mode != "off":
         db = open_database(cfg.backend, cfg.sqlite_path, pool_size=cfg.pool_size,
-                           pgbouncer=cfg.pgbouncer)
+                           pgbouncer=cfg.pgbouncer, need=CreditLedger)
     auth = Auth(cfg, db)
     runtime.state["auth"] = auth
     runtime.state["auth.enforced"] = lambda: auth.enforced

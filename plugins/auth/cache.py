@@ -16,14 +16,14 @@ import asyncio
 import logging
 import time
 
-from veena.platform.db import ApiKey, Database, StoreUnavailable
+from veena.platform.db import ApiKey, KeyStore, StoreUnavailable
 
 log = logging.getLogger("veena.auth")
 MISS = object()
 
 
 class KeyCache:
-    def __init__(self, db: Database, refresh_seconds: float = 30.0, max_unknown: int = 100_000,
+    def __init__(self, db: KeyStore, refresh_seconds: float = 30.0, max_unknown: int = 100_000,
                  poll_seconds: float = 0.25) -> None:
         self.db = db
         self.refresh_seconds = refresh_seconds

@@ -24,12 +24,13 @@ from veena.plugins.auth import operations as ops
 
 
 def _database(args: argparse.Namespace):
-    from veena.platform.db import open_database
+    from veena.platform.db import CreditLedger, open_database
     from veena.plugins.auth import Config as AuthConfig
 
     cfg = config_from_args(args)
     auth = plugin_settings("auth", AuthConfig, cfg.plugins.get("auth", {}))
-    return open_database(auth.backend, auth.sqlite_path, pool_size=1, pgbouncer=auth.pgbouncer)
+    return open_database(auth.backend, auth.sqlite_path, pool_size=1, pgbouncer=auth.pgbouncer,
+                         need=CreditLedger)
 
 
 def _storage_database(args: argparse.Namespace):
@@ -221,7 +222,7 @@ def _db_args(p: argparse.ArgumentParser) -> None:
 
 def db(args: argparse.Namespace) -> int:
     """Database maintenance: migrate, replay, export."""
-    from veena.platform.db import describe, open_database
+    from veena.platform.db import SentenceStore, describe, open_database
 
     if args.action == "replay":
         return _replay(args)
@@ -233,7 +234,7 @@ def db(args: argparse.Namespace) -> int:
             from veena.plugins.storage import Config as StorageConfig
 
             cfg = plugin_settings("storage", StorageConfig, config_from_args(args).plugins.get("storage", {}))
-            database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1)
+            database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1, need=SentenceStore)
         else:
             database = _database(args)
         if database.name == "supabase":
@@ -270,9 +271,10 @@ def _replay(args: argparse.Namespace) -> int:
     """``veena db replay``: rows in ``<spool_dir>/<queue>.rejected`` written again."""
     from pathlib import Path
 
-    from veena.platform.db import SentenceRow, StoreUnavailable, UsageRow, data_dir, describe, \
-        open_database
+    from veena.platform.db import (CreditLedger, SentenceStore, StoreUnavailable, UsageRow,
+                                   data_dir, describe, open_database)
     from veena.platform.db.queue import replay_rejected
+    from veena.platform.runtime import RequestRecord
 
     plugin = "storage" if args.queue == "sentences" else "auth"
     if plugin == "storage":
@@ -281,7 +283,8 @@ def _replay(args: argparse.Namespace) -> int:
         from veena.plugins.auth import Config as PluginConfig  # type: ignore[assignment]
     cfg = plugin_settings(plugin, PluginConfig, config_from_args(args).plugins.get(plugin, {}))
     spool = Path(cfg.spool_dir) if cfg.spool_dir else data_dir() / "spool"
-    database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1)
+    database = open_database(cfg.backend, cfg.sqlite_path, pool_size=1,
+                             need=SentenceStore if plugin == "storage" else CreditLedger)
 
     async def main() -> int:
         try:
@@ -290,7 +293,7 @@ def _replay(args: argparse.Namespace) -> int:
                 await database.migrate()
             if args.queue == "sentences":
                 done = await replay_rejected(spool / "sentences.rejected",
-                                             database.write_sentences, SentenceRow)
+                                             database.write_sentences, RequestRecord)
             else:
                 async def settle(rows: list[UsageRow]) -> None:
                     for row in rows:

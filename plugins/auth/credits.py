@@ -2,11 +2,11 @@
 
     cost = per_request + per_char * characters + per_audio_second * seconds, rounded up
 
-Characters are those of the chunks whose audio reached the client (``job.chars_delivered``), so
-a request cut off after its first sentence pays for that sentence only, and one that failed or
-was refused before any audio went out pays nothing. The hold uses every chunk's characters and,
-for ``per_audio_second``, an estimate of ``hold_seconds_per_char`` seconds a character; the
-charge never exceeds the hold.
+Characters are those of the chunks whose audio reached the client (the record's
+``chars_delivered``), so a request cut off after its first sentence pays for that sentence
+only, and one that failed or was refused before any audio went out pays nothing. The hold uses
+every chunk's characters and, for ``per_audio_second``, an estimate of
+``hold_seconds_per_char`` seconds a character; the charge never exceeds the hold.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import msgspec
 
 from veena.platform.job import Job
+from veena.platform.runtime import RequestRecord
 
 
 class CreditRule(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,19 +34,20 @@ class CreditRule(msgspec.Struct, forbid_unknown_fields=True):
                 raise ValueError(f"{name} must not be negative")
 
     def hold(self, job: Job) -> int:
+        """What the request ``job`` may cost, before synthesis."""
         chars = sum(len(c) for c in job.chunks)
         return _credits(self.per_request + self.per_char * chars
                         + self.per_audio_second * chars * self.hold_seconds_per_char)
 
-    def charge(self, job: Job) -> int:
-        chars = job.chars_delivered
+    def charge(self, record: RequestRecord) -> int:
+        """What the finished request ``record`` costs."""
+        chars = record.chars_delivered
         if chars == 0:  # no chunk's audio reached the client
             return 0
-        seconds = job.audio_seconds
-        if job.outcome != "completed" and job.chunks:
+        seconds = record.audio_seconds
+        if record.outcome != "completed" and record.chunks:
             # Audio counted upstream may not all have been sent: scale by what was delivered.
-            total = sum(len(c) for c in job.chunks) or 1
-            seconds *= min(1.0, chars / total)
+            seconds *= min(1.0, chars / (record.chars_requested or 1))
         return _credits(self.per_request + self.per_char * chars + self.per_audio_second * seconds)
 
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 
-from veena.platform.db.base import ApiKey
+from veena.platform.db.keys import ApiKey
 from veena.platform.errors import VeenaError
 
 KEY_PREFIX = "vk_"

@@ -1,10 +1,11 @@
 """Sentence storage: every request's original and normalized text with its metadata.
 
-``veena_request_finished`` only puts a row on a bounded in-memory queue (never a database call
-on the request's path, let alone before its first byte); a background task writes batches to
-SQLite (default), PostgreSQL or Supabase. While the database is down, batches go to a spool
-file under ``spool_dir`` and are replayed once it answers; a full queue spills to the same
-spool. Shutdown drains the queue. ``runtime.state["storage"].stats`` counts enqueued, written,
+``veena_request_finished`` only puts the request's record on a bounded in-memory queue (never a
+database call on the request's path, let alone before its first byte); a background task writes
+batches to the ``SentenceStore`` its ``backend`` selects (SQLite by default, PostgreSQL,
+Supabase, or a third party's). While the database is down, batches go to a spool file under
+``spool_dir`` and are replayed once it answers; a full queue spills to the same spool. Shutdown
+drains the queue. ``runtime.state["storage"].stats`` counts enqueued, written,
 spooled, replayed, queue_full, rejected and lost rows for metrics. Text is never logged.
 """
 
@@ -15,12 +16,10 @@ from pathlib import Path
 
 import msgspec
 
-from veena.platform.db import (BACKENDS, Database, SentenceRow, StoreUnavailable, data_dir,
+from veena.platform.db import (SentenceStore, StoreUnavailable, check_backend, data_dir,
                                describe, open_database)
-from veena.platform.db.base import SENTENCE_COLUMNS
 from veena.platform.db.queue import DurableQueue
 from veena.platform.hookspecs import hookimpl
-from veena.platform.ids import new_id
 from veena.platform.runtime import RequestRecord, Runtime
 
 log = logging.getLogger("veena.storage")
@@ -32,7 +31,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
     backend: str = "auto"
     """auto (DATABASE_URL > SUPABASE_URL + SUPABASE_SERVICE_KEY > SQLite), sqlite, postgres,
-    supabase."""
+    supabase, or ``package.module:factory`` (a third party's ``SentenceStore``)."""
     sqlite_path: str | None = None
     """Default: $VEENA_DATA_DIR/veena.db."""
     queue_size: int = 10_000
@@ -48,21 +47,20 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     pgbouncer: bool = False
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}")
+        check_backend(self.backend)
         if self.queue_size < 1 or self.batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
 
 
-class SentenceStore:
+class SentenceWriter:
     """This process's writer (``runtime.state["storage"]``)."""
 
-    def __init__(self, config: Config, db: Database) -> None:
+    def __init__(self, config: Config, db: SentenceStore) -> None:
         self.config = config
         self.db = db
         spool = Path(config.spool_dir) if config.spool_dir else data_dir() / "spool"
-        self.queue: DurableQueue[SentenceRow] = DurableQueue(
-            "sentences", self._write, SentenceRow, spool, maxsize=config.queue_size,
+        self.queue: DurableQueue[RequestRecord] = DurableQueue(
+            "sentences", self._write, RequestRecord, spool, maxsize=config.queue_size,
             batch_size=config.batch_size, flush_interval=config.flush_seconds,
             retry_interval=config.retry_seconds)
         self._ready = False
@@ -79,7 +77,7 @@ class SentenceStore:
                 await self.db.migrate()
             self._ready = True
 
-    async def _write(self, rows: list[SentenceRow]) -> None:
+    async def _write(self, rows: list[RequestRecord]) -> None:
         await self._prepare()
         await self.db.write_sentences(rows)
 
@@ -97,17 +95,16 @@ class SentenceStore:
         await self.db.close()
 
     def add(self, record: RequestRecord) -> None:
-        fields = msgspec.structs.asdict(record)
-        self.queue.put(SentenceRow(id=new_id(),
-                                   **{k: fields[k] for k in SENTENCE_COLUMNS if k in fields}))
+        """Queues ``record`` as it is (its ``id`` keeps a replayed write from doubling it)."""
+        self.queue.put(record)
 
 
 @hookimpl
 def veena_startup(runtime: Runtime):
     cfg: Config = runtime.plugin_config(NAME) or Config()
     db = open_database(cfg.backend, cfg.sqlite_path, pool_size=cfg.pool_size,
-                       pgbouncer=cfg.pgbouncer)
-    store = SentenceStore(cfg, db)
+                       pgbouncer=cfg.pgbouncer, need=SentenceStore)
+    store = SentenceWriter(cfg, db)
     runtime.state["storage"] = store
     telemetry = runtime.telemetry
     telemetry.gauge("veena_storage_rows", "sentence rows by state since start (enqueued, "

@@ -244,6 +244,69 @@ def test_unmetered_keys_get_usage_rows_without_charge(backend, tmp_path):
     asyncio.run(main())
 
 
+def test_one_record_is_the_sentence_row_and_the_source_of_the_usage_row(backend, tmp_path):
+    """The finished request's record is stored as it is and its usage row is made from it:
+    the same id, request and figures on both sides, metered or not."""
+    async def main():
+        async with veena(cfg(tmp_path)) as (p, _):
+            free_secret, free = await add_key(p)
+            metered_secret, metered = await add_key(p, credits=1000)
+            free_job, _ = await synthesize(p, TWO, free_secret, request_id="same")
+            paid_job, _ = await synthesize(p, TWO, metered_secret, request_id="same", take=1)
+            await settled(p)
+            store = p.runtime.state["storage"]
+            await store.queue.flush()
+            rows = {r.id: r for r in await store.db.sentences(request_id="same")}
+            assert set(rows) == {free_job.record_id, paid_job.record_id}
+            db = p.runtime.state["auth"].db
+            (u_free,) = await db.usage(free.id)
+            (u_paid,) = await db.usage(metered.id)
+            assert u_free.id == "u_" + free_job.record_id
+            for usage, job in ((u_free, free_job), (u_paid, paid_job)):
+                row = rows[job.record_id]
+                assert row.key_id == usage.key_id
+                assert (usage.request_id, usage.chars, usage.chars_requested, usage.outcome,
+                        usage.audio_seconds, usage.total_ms) == \
+                    (row.request_id, row.chars_delivered, row.chars_requested, row.outcome,
+                     row.audio_seconds, row.total_ms)
+                assert abs(usage.created_at - row.created_at) < 1e-6
+            assert (u_paid.chars, u_paid.credits, rows[paid_job.record_id].outcome) == \
+                (19, 19, "cancelled")
+            assert p.runtime.state["auth"].inflight == {}
+    asyncio.run(main())
+
+
+def test_a_hold_whose_record_never_came_is_given_back(backend, tmp_path):
+    """A held request whose record never arrives (a hook that lost it) is dropped a lease after
+    it finished, so the store gives its hold back, while a running request's hold is renewed."""
+    from veena.platform.schemas import GenerateRequest
+    from veena.plugins.auth import Hold, InFlight
+
+    async def main():
+        async with veena(cfg(tmp_path, hold_lease_seconds=4)) as (p, _):
+            secret, key = await add_key(p, credits=100)
+            auth = p.runtime.state["auth"]
+            principal = await p.admit(info(secret))
+            lost, running = (p.prepare(GenerateRequest(text=TWO), rid, principal)
+                             for rid in ("lost", "running"))
+            for job, amount in ((lost, 30), (running, 20)):
+                hold = Hold("h_" + job.request_id, key.id, amount)
+                hold.task = asyncio.ensure_future(
+                    auth.db.reserve(key.id, hold.id, amount, job.request_id))
+                assert (await hold.task).ok
+                auth.inflight[job.record_id] = InFlight(job, hold)
+            lost.timings.finished = time.perf_counter() - 5  # finished a lease ago
+            assert auth.inflight[lost.record_id].lapsed(4)
+            assert not auth.inflight[running.record_id].lapsed(4)
+            deadline = time.monotonic() + 15
+            while await balance(p, key.id) != 80 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await balance(p, key.id) == 80  # the lost 30 back, the running 20 held
+            assert set(auth.inflight) == {running.record_id}
+            auth.inflight.clear()
+    asyncio.run(main())
+
+
 def test_credit_rule_is_configurable(backend, tmp_path):
     async def main():
         rule = {"per_char": 0.5, "per_request": 3, "per_audio_second": 10}

@@ -69,8 +69,8 @@ def test_recording_is_a_queue_put_not_a_database_call(tmp_path):
     from veena.plugins import storage
 
     class Runtime:
-        state = {"storage": storage.SentenceStore(storage.Config(spool_dir=str(tmp_path)),
-                                                   db=None)}
+        state = {"storage": storage.SentenceWriter(storage.Config(spool_dir=str(tmp_path)),
+                                                    db=None)}
 
     assert inspect.getsource(storage.veena_request_finished).count("await") == 0
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.support.fakes import config, info, veena  # noqa: E402
 from veena.platform.db import SentenceRow  # noqa: E402
 from veena.platform.db.queue import DurableQueue  # noqa: E402
-from veena.platform.db.base import UsageRow  # noqa: E402
+from veena.platform.db import UsageRow  # noqa: E402
 from veena.plugins.auth.keys import hash_key, new_key  # noqa: E402
 
 

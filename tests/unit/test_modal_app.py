@@ -107,7 +107,11 @@ def test_defaults_are_declared_to_modal(monkeypatch, tmp_path):
         "secrets": ["veena-secrets"], "env": {}, "max_inputs": 64, "target_inputs": 48,
         "min_containers": 0, "max_containers": 4, "buffer_containers": 0, "scaledown_window": 300,
         "timeout": 150, "startup_timeout": 600, "enable_memory_snapshot": True,
-        "snapshot_enter": True, "request_deadline_s": 145.0}
+        "snapshot_enter": True, "request_deadline_s": 145.0,
+        "control_plane": {"max_inputs": 256, "paths": ["/v1/voices", "/v1/admin", "/v1/tts/health"],
+                          "cpu": 1.0, "memory": 2048, "min_containers": 0, "max_containers": 4,
+                          "scaledown_window": 300, "timeout": 150, "startup_timeout": 600,
+                          "enable_memory_snapshot": True}}
     check_against_modal(module, s)
     assert module.app.name == "veena"
 
@@ -277,3 +281,136 @@ def test_container_with_the_neural_voice(monkeypatch, tmp_path, tmp_path_factory
     finally:
         srv.stop()
     assert probe.records == []
+
+
+# --- the control plane -------------------------------------------------------------------------
+
+def image_commands(image) -> list[str]:
+    """Every Dockerfile command of a Modal image and its bases, as Modal would build them
+    (read from the image's loader offline; modal 1.6 keeps them in its closure)."""
+    from modal._utils.async_utils import synchronizer
+
+    def walk(img) -> list[str]:
+        loader = synchronizer._translate_in(img)._load
+        cells = dict(zip(loader.__code__.co_freevars, (c.cell_contents for c in loader.__closure__)))
+        base = [cmd for parent in cells["base_images"].values() for cmd in walk(parent)]
+        own = cells["dockerfile_function"]("2025.06").commands if cells["dockerfile_function"] else []
+        return base + own
+    return walk(image)
+
+
+def test_control_plane_is_declared_to_modal_without_a_gpu(monkeypatch, tmp_path):
+    module = load_modal_app(monkeypatch, tmp_path)
+    s = module.SETTINGS
+    fn = module.ControlPlane._get_class_service_function()
+    info = fn.info()
+    from modal._utils.async_utils import synchronizer
+    from modal_proto import api_pb2
+
+    loader = synchronizer._translate_in(fn)._load
+    captured = dict(zip(loader.__code__.co_freevars, (c.cell_contents for c in loader.__closure__)))
+    assert info.gpus == [] and info.cpu == s.control_cpu == 1.0
+    assert info.memory_mib == s.control_memory == 2048
+    assert info.concurrency_info.max_inputs == s.control_max_inputs == 256
+    assert {path: v.name for path, v in info.volumes.items()} == {"/models": s.volume}
+    assert info.secrets[:1] == ["modal.Secret.from_name('veena-secrets')"]
+    assert info.timeout == s.timeout and info.method_names == ["web"]
+    auto = captured["autoscaler_settings"]
+    assert (auto.min_containers, auto.max_containers) == (0, 4)
+    assert captured["method_definitions"]["web"].webhook_config.type == api_pb2.WEBHOOK_TYPE_ASGI_APP
+    assert module.declared_settings()["control_plane"]["paths"] == \
+        ["/v1/voices", "/v1/admin", "/v1/tts/health"]
+    # A small image: CPU-only torch for the speaker encoder, no CUDA build, vLLM or transformers.
+    control = " ".join(image_commands(captured["image"]))
+    gpu = " ".join(image_commands(modal_record(module)[1]["image"]))
+    assert "download.pytorch.org/whl/cpu" in control and "torch" in control
+    assert "safetensors" in control and "pyyaml" in control
+    assert not any(name in control for name in ("vllm", "transformers", "nvidia"))
+    assert "vllm" in gpu and "transformers" in gpu
+
+
+def test_control_plane_can_be_left_out(monkeypatch, tmp_path):
+    module = load_modal_app(monkeypatch, tmp_path, {"VEENA_MODAL_CONTROL_PLANE": "false"})
+    assert not hasattr(module, "ControlPlane") and module.declared_settings()["control_plane"] is None
+    with pytest.raises(ConfigError, match="control_max_containers"):
+        load_modal_app(monkeypatch, tmp_path, {"VEENA_MODAL_CONTROL_MAX_CONTAINERS": "0"})
+
+
+def _clip(seconds: float = 3.0, rate: int = 16000) -> bytes:
+    import io
+    import math
+    import struct
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(struct.pack(f"<{int(seconds * rate)}h", *(
+            int(12000 * math.sin(2 * math.pi * (180 + 40 * math.sin(i / 2000)) * i / rate)
+                * (0.6 + 0.4 * math.sin(i / 700))) for i in range(int(seconds * rate)))))
+    return out.getvalue()
+
+
+def test_control_plane_serves_voices_admin_health_and_no_synthesis(monkeypatch, tmp_path,
+                                                                   tmp_path_factory):
+    """The CPU container clones a voice (speaker encoder on CPU, without transformers or the
+    LLM), answers the voice, admin and health routes and none of synthesis; the GPU class's
+    container on the same store speaks with the voice."""
+    pytest.importorskip("torch")
+    import torch
+
+    from tests.support.spark_checkpoint import tiny_checkpoint
+
+    settings = ModalSettings(model_path=str(tiny_checkpoint(tmp_path_factory)), engine="torch",
+                             max_inputs=2, target_inputs=1)
+    Container = load_modal_app(monkeypatch, tmp_path).Container
+    monkeypatch.setenv("VEENA_DATA_DIR", str(tmp_path / "data"))  # one SQLite store for both
+    (tmp_path / "veena.toml").write_text(OPEN + "[plugins.spark]\nthreads = 1\n")
+    monkeypatch.setenv("VEENA_CONFIG", str(tmp_path / "veena.toml"))
+    with monkeypatch.context() as m:
+        for name in ("transformers", "vllm"):  # the control plane's image has neither
+            m.setitem(sys.modules, name, None)
+        control = Container(settings, control_plane=True)
+        control.load()
+        runtime = control.app.state.runtime
+        served = {r.path for r in control.app.routes if not r.path.startswith("/schema")}
+        assert served and all(control_path(p) for p in served), sorted(served)  # no WebSocket
+        assert "apbwe" in runtime.config.disable and runtime.config.stages.synthesizer == "espeak"
+        srv = ThreadServer(control.app, before=control.start)
+        try:
+            assert httpx.get(srv.url + "/v1/tts/health", timeout=5).json()["status"] == "ok"
+            resp = httpx.post(srv.url + "/v1/voices", data={"name": "Plane", "consent": "true"},
+                              files={"file": ("clip.wav", _clip())}, timeout=120)
+            assert resp.status_code == 201, resp.text
+            vid = resp.json()["id"]
+            assert vid in {v["id"] for v in httpx.get(srv.url + "/v1/voices", timeout=5).json()}
+            assert httpx.get(srv.url + "/v1/admin/keys", timeout=5).status_code == 401
+            for method, path in (("POST", "/v1/tts/generate"), ("POST", "/v1/audio/speech"),
+                                 ("POST", f"/v1/text-to-speech/{vid}"), ("GET", "/v1/models"),
+                                 ("GET", "/v1/formats")):
+                resp = httpx.request(method, srv.url + path, json={"text": "Hi.", "input": "Hi."},
+                                     timeout=5)
+                assert resp.status_code in (404, 405) and resp.json()["error"]["code"] in (
+                    "not_found", "method_not_allowed"), path
+            schema = httpx.get(srv.url + "/schema/openapi.json", timeout=5).json()["paths"]
+            assert schema and all(control_path(p) for p in schema), sorted(schema)
+            assert {"/v1/voices", "/v1/admin/keys", "/v1/tts/health"} <= set(schema)
+        finally:
+            srv.stop()
+        assert runtime.synthesizers.get("spark").engine is None  # the LLM never loaded
+        assert not torch.cuda.is_initialized()
+
+    data = Container(settings)  # the GPU class's container, here on CPU
+    data.load()
+    srv = ThreadServer(data.app, before=data.start)
+    try:
+        resp = httpx.post(srv.url + "/v1/tts/generate", json={
+            "text": "Hello.", "speaker": vid, "stream": False, "max_tokens": 20, "seed": 1},
+            timeout=120)
+        assert resp.status_code == 200 and resp.headers["x-voice"] == vid, resp.text
+    finally:
+        srv.stop()
+
+
+def control_path(path: str) -> bool:
+    return path.startswith(("/v1/voices", "/v1/admin", "/v1/tts/health"))

@@ -2,8 +2,9 @@
 body), ``.../stream`` (audio as it is made) and their ``/with-timestamps`` forms (base64 audio
 with an estimated character alignment). Each maps its body into a ``GenerateRequest`` and
 runs through the same implementation as ``/v1/tts/generate`` (auth, limits, records, metrics).
-The ``xi-api-key`` header is presented to authentication as ``X-API-Key``. See
-docs/elevenlabs.md."""
+The ``xi-api-key`` header is presented to authentication as ``X-API-Key``. The WebSockets
+``.../stream-input`` and ``.../multi-stream-input`` are the ``plugins/websocket`` session
+behind a translating socket (``realtime``). See docs/elevenlabs.md."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from veena.platform.limits import SYNTHESIS_OPT
 from veena.platform.openapi import AUDIO_OPT
 from veena.platform.pipeline import decode_body
 from veena.platform.runtime import Runtime
-from veena.plugins.elevenlabs import timestamps
+from veena.plugins.elevenlabs import realtime, timestamps
 from veena.plugins.elevenlabs.alignment import STARTS, mark_chunks
 from veena.plugins.elevenlabs.schema import (DEFAULT_OUTPUT_FORMAT, OUTPUT_FORMATS, PARAMS,
                                              TextToSpeechBody)
@@ -116,11 +117,16 @@ async def stream_with_timestamps(request: Request, voice_id: FromPath[str],
 
 @hookimpl
 def veena_register_routes(runtime: Runtime):
-    return [convert, convert_stream, convert_with_timestamps, stream_with_timestamps]
+    return [convert, convert_stream, convert_with_timestamps, stream_with_timestamps,
+            *realtime.ROUTES]
 
 
 @hookimpl(wrapper=True)
 def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime):
-    """Notes chunk start times for timestamp requests; other requests pass untouched."""
+    """Notes chunk start times for timestamp requests and for the segments of an ElevenLabs
+    socket; other requests pass untouched."""
     inner = yield
-    return mark_chunks(inner, job) if STARTS in job.state else inner
+    if STARTS in job.state:
+        return mark_chunks(inner, job)
+    sink = realtime.recording(job)
+    return realtime.record(inner, job, sink) if sink is not None else inner

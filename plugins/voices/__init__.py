@@ -21,7 +21,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -56,6 +56,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     """Where the speaker encoder runs."""
     clone_credits: int = 0
     """What cloning a voice costs a metered key (0: free)."""
+    add_consent: Literal["required", "account"] = "required"
+    """``POST /v1/voices/add`` (ElevenLabs' shape, which has no consent field): ``required``
+    asks for ``consent=true`` there as on ``POST /v1/voices``; ``account``: the key's owner
+    accepted the operator's terms that every clip's speaker agreed (ElevenLabs' own model), so
+    the field may be left out there (``consent=false`` is still refused)."""
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKENDS:

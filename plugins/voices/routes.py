@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from veena.plugins.voices import NAME, SYNTHESIZER, Voices, owner_of, voices
 from veena.plugins.voices.credits import charged
 from veena.plugins.voices.store import VoiceRecord
 
+log = logging.getLogger("veena.voices")
 ERRORS = error_responses(401, 402, 403, 429, 503)
 """What every voice route can answer besides its own: the key checks and a store that is off."""
 
@@ -84,9 +86,13 @@ def _text(value: Any, field: str, limit: int, required: bool = False) -> str:
     return text
 
 
-def _consent(value: Any) -> None:
+def _consent(value: Any, account: bool = False) -> str:
+    """How the clip's speaker's consent is known: ``field`` (``consent=true``) or, where the
+    operator allows it and the field is left out, ``account`` (the key owner's terms)."""
     if value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes")):
-        return
+        return "field"
+    if account and (value is None or (isinstance(value, str) and not value.strip())):
+        return "account"
     raise VeenaError("consent_required", "`consent` must be true: the clip's speaker agreed to "
                      "have their voice cloned", 400, param="consent")
 
@@ -102,7 +108,7 @@ async def _upload(form: Any, *fields: str) -> bytes:
 
 async def _create(request: Request, state: Voices, principal: Principal | None, *, name: str,
                   audio: bytes, description: str, languages: tuple[str, ...],
-                  gender: str) -> VoiceRecord:
+                  gender: str, consent: str) -> VoiceRecord:
     async def make() -> VoiceRecord:
         tokens = await asyncio.to_thread(state.clone, audio)
         now = time.time()
@@ -110,6 +116,8 @@ async def _create(request: Request, state: Voices, principal: Principal | None, 
                           description=description, languages=languages, gender=gender,
                           global_tokens=tuple(tokens), created_at=now, updated_at=now)
         await asyncio.to_thread(state.store.create, rec)
+        log.info("voices.created", extra={"voice_id": rec.id, "owner": rec.owner,
+                                          "consent": consent, "route": request.url.path})
         return rec
 
     request_id = request.scope.get("state", {}).get("request_id") or new_id()
@@ -123,12 +131,12 @@ async def create_voice(request: Request) -> Response[dict[str, Any]]:
     state, principal = await _admit(request)
     if request.content_type[0] == "multipart/form-data":
         form = await request.form()
-        _consent(form.get("consent"))
+        consent = _consent(form.get("consent"))
         audio = await _upload(form, "file")
         fields = {k: form.get(k) for k in ("name", "description", "languages", "gender")}
     else:
         body = decode_body(await request.body(), CreateVoice)
-        _consent(body.consent)
+        consent = _consent(body.consent)
         try:
             audio = base64.b64decode(body.audio_base64, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -140,7 +148,7 @@ async def create_voice(request: Request) -> Response[dict[str, Any]]:
                         name=_text(fields["name"], "name", MAX_NAME, True), audio=audio,
                         description=_text(fields["description"], "description", MAX_DESCRIPTION),
                         languages=_languages(fields["languages"]),
-                        gender=_text(fields["gender"], "gender", 32))
+                        gender=_text(fields["gender"], "gender", 32), consent=consent)
     return Response(voice_json(rec), status_code=201)
 
 
@@ -152,14 +160,14 @@ async def elevenlabs_add(request: Request) -> dict[str, Any]:
         raise VeenaError("invalid_request", "send multipart/form-data with `name` and `files`",
                          400)
     form = await request.form()
-    _consent(form.get("consent"))
+    consent = _consent(form.get("consent"), account=state.config.add_consent == "account")
     audio = await _upload(form, "files", "file")
     rec = await _create(request, state, principal,
                         name=_text(form.get("name"), "name", MAX_NAME, True), audio=audio,
                         description=_text(form.get("description"), "description",
                                           MAX_DESCRIPTION),
                         languages=_languages(form.get("languages")),
-                        gender=_text(form.get("gender"), "gender", 32))
+                        gender=_text(form.get("gender"), "gender", 32), consent=consent)
     return {"voice_id": rec.id, "requires_verification": False}
 
 

@@ -122,6 +122,10 @@ def test_clone_list_speak_rename_delete(spark, clip):
     assert resp.status_code == 200 and resp.content, resp.text
     got = asyncio.run(speak(spark, "Hi there.", voice=vid, format="pcm", max_tokens=20, seed=1))
     assert got.ready["voice"] == vid and any(got.audio.values()), got.events
+    resp = httpx.post(f"{spark.url}/v1/text-to-speech/{vid}", params={"output_format": "pcm_16000"},
+                      json={"text": "Hi.", "seed": 1}, timeout=120)  # ElevenLabs' route
+    assert resp.status_code == 200 and resp.content, resp.text
+    assert resp.headers["x-voice"] == vid
 
     resp = httpx.patch(f"{spark.url}/v1/voices/{vid}",
                        json={"name": "Asha 2", "languages": "te"}, timeout=10)
@@ -152,6 +156,42 @@ def test_json_and_elevenlabs_routes_clone_the_same_voice(spark, clip):
     assert eleven["global_tokens"] == by_json["global_tokens"]  # same clip, same timbre
     for vid in (by_json["id"], eleven["id"]):
         assert httpx.delete(f"{spark.url}/v1/voices/{vid}", timeout=10).status_code == 204
+    # ElevenLabs clients send no consent field: by default that is refused here too.
+    resp = httpx.post(spark.url + "/v1/voices/add", data={"name": "Eleven"},
+                      files={"files": ("clip.wav", clip)}, timeout=120)
+    assert error_code(resp) == (400, "consent_required")
+
+
+def test_elevenlabs_sdk_clones_and_speaks_where_the_operator_takes_consent_from_accounts(
+        ckpt, clip, tmp_path):
+    """``add_consent = "account"``: the official SDK's ``voices.ivc.create`` (no consent field)
+    clones, its ``text_to_speech.convert`` speaks with the voice; ``consent=false`` is still
+    refused, and the log says how consent was known, per voice."""
+    from elevenlabs import ElevenLabs
+    from elevenlabs.core.api_error import ApiError
+
+    srv = SparkServer(f'[stages]\nsynthesizer = "spark"\n[plugins.spark]\nmodel_path = "{ckpt}"\n'
+                      'threads = 1\n[plugins.voices]\nadd_consent = "account"\n', tmp_path)
+    try:
+        client = ElevenLabs(api_key="unused", base_url=srv.url)
+        made = client.voices.ivc.create(name="Sdk voice", files=[("clip.wav", clip)])
+        vid = made.voice_id
+        assert httpx.get(f"{srv.url}/v1/voices/{vid}", timeout=10).json()["name"] == "Sdk voice"
+        audio = b"".join(client.text_to_speech.convert(voice_id=vid, text="Hi.",
+                                                       output_format="pcm_16000"))
+        assert len(audio) > 0 and len(audio) % 2 == 0
+        with pytest.raises(ApiError) as refused:
+            client.voices.ivc.create(name="x", files=[("clip.wav", clip)],
+                                     request_options={"additional_body_parameters":
+                                                      {"consent": "false"}})
+        assert refused.value.status_code == 400
+        resp = httpx.post(srv.url + "/v1/voices", data={"name": "x"},
+                          files={"file": ("clip.wav", clip)}, timeout=60)
+        assert error_code(resp) == (400, "consent_required")  # POST /v1/voices always asks
+        created = [e for e in srv.wait_event("voices.created")]
+        assert [(e["voice_id"], e["consent"]) for e in created] == [(vid, "account")]
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("audio, code", [

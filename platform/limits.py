@@ -12,7 +12,13 @@ It runs inside the telemetry middleware, before Litestar, and reads a request's 
 - a client that closes before its body was read (the server learns of the close first and the
   body is gone) is not a server error: no response, counted as status 499 (nginx's "client
   closed request") and, on a synthesis route, recorded as outcome ``cancelled`` with error code
-  ``client_closed`` (its text never reached the application, so it is stored empty).
+  ``client_closed`` (its text never reached the application, so it is stored empty);
+- on a synthesis route, a client that closes after its body was read but before the response
+  started is seen at once (the connection is watched while the handler runs): the handler is
+  cancelled (a whole-body synthesis does not run on for nobody), nothing is answered, the
+  request counts as status 499 and is recorded as ``cancelled`` with its text (by the pipeline
+  when synthesis had begun, else here, with error code ``client_closed``). After the response
+  started, a close ends the stream as before (outcome ``cancelled``, counted under its status).
 
 Every answer uses the JSON error shape ``{"error": {...}}`` with the request id.
 """
@@ -90,7 +96,47 @@ class RequestGuard:
             await self._refuse(scope, send, VeenaError(
                 "json_too_deep", "the JSON body is nested too deeply", 400))
             return
-        await self.app(scope, _replay(body, receive), send)
+        if not _synthesis(scope):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await self._watched(scope, body, receive, send)
+
+    async def _watched(self, scope: dict, body: bytes, receive: Callable,
+                       send: Callable) -> None:
+        """Runs a synthesis route's handler while watching for the client's close; a close
+        before the response started cancels the handler (see the module docstring)."""
+        started = False
+
+        async def send_and_watch(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        # With the body read, the connection's only event left is its close (ASGI servers
+        # answer every later receive with http.disconnect, once closed or answered).
+        app = asyncio.ensure_future(self.app(scope, _replay(body, receive), send_and_watch))
+        gone = asyncio.ensure_future(_closed(receive))
+        try:
+            await asyncio.wait((app, gone), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            app.cancel()
+            gone.cancel()
+            raise
+        if app.done() or started:
+            gone.cancel()
+            await app  # its own result or error; a close after the headers is the route's
+            return
+        app.cancel()
+        await asyncio.gather(app, return_exceptions=True)
+        if started:
+            return  # the answer had begun after all: counted under its status
+        rid = _request_id(scope)
+        state = scope.setdefault("state", {})
+        state["client_closed"] = True
+        event("tts.client_closed", request_id=rid, path=scope.get("path", ""), before="headers")
+        if not state.get("format"):  # set once the pipeline prepared the job, which records it
+            self._spawn_record(rid, _text_of(body))
 
     async def _refuse(self, scope: dict, send: Callable, error: VeenaError) -> None:
         rid = _request_id(scope)
@@ -105,14 +151,17 @@ class RequestGuard:
         rid = _request_id(scope)
         scope.setdefault("state", {})["client_closed"] = True
         event("tts.client_closed", request_id=rid, path=scope.get("path", ""), before="body")
-        handler = scope.get("route_handler")
-        if handler is None or not handler.opt.get(SYNTHESIS_FLAG):
-            return
+        if _synthesis(scope):
+            self._spawn_record(rid, "")
+
+    def _spawn_record(self, rid: str, text: str) -> None:
+        """Records a synthesis request that ended before the pipeline saw it (no key known:
+        authentication had not finished)."""
         defaults = self.runtime.config.defaults
         record = RequestRecord(
             request_id=rid, key_id=None, speaker=defaults.speaker,
             synthesizer=self.runtime.config.stages.synthesizer, format=defaults.format,
-            sample_rate=0, stream=True, original_text="", normalized_text="", chunks=0,
+            sample_rate=0, stream=True, original_text=text, normalized_text="", chunks=0,
             chars_requested=0, chars_delivered=0, audio_seconds=0.0, bytes_sent=0, ttfb_ms=None,
             total_ms=0.0, outcome="cancelled", error_code="client_closed", created_at=time.time())
         task = asyncio.get_running_loop().create_task(self._record(record))
@@ -127,6 +176,29 @@ class RequestGuard:
                                            return_exceptions=True):
             if isinstance(result, BaseException):
                 log.error("a request_finished hook failed: %r", result)
+
+
+def _synthesis(scope: dict) -> bool:
+    handler = scope.get("route_handler")
+    return handler is not None and bool(handler.opt.get(SYNTHESIS_FLAG))
+
+
+async def _closed(receive: Callable) -> None:
+    """Returns when the connection reports its close (or the server's end of the request)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _text_of(body: bytes) -> str:
+    """The text a synthesis body carries (``text``, or OpenAI's ``input``), else ""."""
+    try:
+        data = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    text = data.get("text", data.get("input"))
+    return text if isinstance(text, str) else ""
 
 
 def _request_id(scope: dict) -> str:

@@ -6,7 +6,9 @@ One server span per HTTP request (``TelemetryMiddleware``) and one child span pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing, contextmanager
@@ -60,6 +62,8 @@ class Telemetry:
         self.gpu_faults = meter.create_counter(
             "veena_gpu_faults", description="GPU faults (CUDA out of memory, illegal memory "
             "access, dead engine) by kind; the first one drains the server")
+        self.gauge("veena_process", "what the process holds: asyncio tasks of the serving "
+                   "loop (tasks, the scrape's own included) and threads (threads)", _process)
 
     def _add_exporter(self, config: TelemetryConfig) -> None:
         if config.traces == "console":
@@ -114,6 +118,15 @@ class Telemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _process() -> dict[tuple[tuple[str, str], ...], float]:
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # scraped from outside the loop (no running loop): not known
+        tasks = -1
+    return {(("value", "tasks"),): float(tasks),
+            (("value", "threads"),): float(threading.active_count())}
 
 
 def _clean(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,18 @@ async def veena_startup(runtime: Runtime) -> None:
     problems = await asyncio.to_thread(synth.validate_voices, list(runtime.speakers))
     if problems:
         raise ConfigError("invalid voice files: " + "; ".join(problems))
+    runtime.telemetry.gauge(
+        "veena_espeak_engine", "eSpeak NG engine: requests holding it (active: queued, parked "
+        "or in synthesis), work items waiting (queued), live worker threads (threads)",
+        lambda: _engine_gauges(synth))
+
+
+def _engine_gauges(synth: EspeakSynthesizer) -> dict[tuple[tuple[str, str], ...], float]:
+    engine = synth.engine  # made on first use
+    active, queued, threads = ((engine.active_jobs, engine.queued_items, engine.alive_threads)
+                               if engine is not None else (0, 0, 0))
+    return {(("value", "active"),): float(active), (("value", "queued"),): float(queued),
+            (("value", "threads"),): float(threads)}
 
 
 @hookimpl

@@ -50,6 +50,28 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     group in the order listed. A request's ``pronunciations`` come before all of them."""
 
 
+class EditMap(TextMap):
+    """``TextMap.from_edits(src, edits)``, built the first time it is used: only requests that
+    want word times read it, and building it costs about as much as finding the words."""
+
+    def __init__(self, src: str, edits: list[Edit]) -> None:  # the TextMap: ``_map()``
+        self._src, self._edits = src, edits
+        self._built: TextMap | None = None
+
+    def _map(self) -> TextMap:
+        if self._built is None:
+            self._built = TextMap.from_edits(self._src, self._edits)
+        return self._built
+
+    def source(self, start: int, end: int) -> tuple[int, int]:
+        return self._map().source(start, end)
+
+    def __getattr__(self, name: str):  # pieces, src_len, out_len ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._map(), name)
+
+
 class LexiconNormalizer:
     """Normalizer ``lexicon``: whole-word replacements from the request, then from the files."""
 
@@ -68,7 +90,7 @@ class LexiconNormalizer:
             return text
         out = apply_edits(text, edits)
         # the exact map of this step, so word times of a spoken form name the word it replaced
-        record(job.state, text, out, TextMap.from_edits(text, edits))
+        record(job.state, text, out, EditMap(text, edits))
         return out
 
     def edits(self, text: str, pronunciations: Sequence[Pronunciation] = (),

@@ -173,6 +173,8 @@ def test_word_times_of_a_spoken_form_point_at_the_word_it_replaced(tmp_path):
         Pronunciation("Hyd", "the city of Hyderabad"), Pronunciation("Veena", "वी णा")]), "t")
     final = job.normalized_text
     assert final == "वी णा paid five rupees to Rao in the city of Hyderabad"
+    (step,) = job.state[Rewrites]
+    assert step.map._built is None  # nothing asked for word times yet: no map built
     back = original_map(text, final, job.state[Rewrites])
     for word, original in (("णा", "Veena"), ("city", "Hyd"), ("Hyderabad", "Hyd"),
                            ("rupees", "₹5"), ("Rao", "Rao")):

@@ -147,6 +147,9 @@ def serve(app: Any, host: str, port: int) -> None:
                 self.should_exit = True
 
     # No access log: the tts.* events already log every request, with its request ID.
+    # No permessage-deflate on WebSockets: compressing audio frames gains nothing and cost half
+    # the event loop's time at 50 sockets (docs/benchmarks.md, WebSocket).
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=int(STOP_WAIT_S))
+                            timeout_graceful_shutdown=int(STOP_WAIT_S),
+                            ws_per_message_deflate=False)
     Server(config).run()

@@ -33,6 +33,11 @@ WORD_CHAR = f"[\\w{_marks()}]"
 """What continues a word. ``\\b`` is not enough: Python's ``\\w`` leaves out the vowel signs and
 viramas of Indic scripts (Mn, Mc), so "कर्म" would match inside "कर्मों" and a word ending in a
 vowel sign ("कर्मी") would never match at all."""
+BEFORE = rf"(?<!{WORD_CHAR})(?<![<@/])(?<!</)(?<!\w\.)"
+AFTER = rf"(?!{WORD_CHAR})(?![.@/]\w)"
+"""Where an entry may start and end: a whole word, and not a part of markup (``<laugh>``), an
+address (``www.veena.ai``, ``help@veena.ai``, ``/docs/veena``) or a dotted name: those are
+read by the rules after the lexicon."""
 _SPACES = re.compile(r"\s+")
 
 
@@ -75,13 +80,12 @@ class Matcher:
             return
         words = [*exact, *folded]
         firsts = "".join(sorted({re.escape(c) for w in words for c in _first_chars(w)}))
-        self.pattern = re.compile(f"(?=[{firsts}])(?<!{WORD_CHAR})(?:{_trie(words)})"
-                                  f"(?!{WORD_CHAR})")
+        self.pattern = re.compile(f"(?=[{firsts}]){BEFORE}(?:{_trie(words)}){AFTER}")
         if exact:
             alts = [(w, True) for w in exact] + [(w, False) for w in folded]
             alts.sort(key=lambda a: (-len(a[0]), not a[1]))  # equal length: exact first
             body = "|".join(re.escape(w) if cs else f"(?i:{re.escape(w)})" for w, cs in alts)
-            self._strict = re.compile(f"(?<!{WORD_CHAR})(?:{body})(?!{WORD_CHAR})")
+            self._strict = re.compile(f"{BEFORE}(?:{body}){AFTER}")
 
     def __bool__(self) -> bool:
         return self.pattern is not None

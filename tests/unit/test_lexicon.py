@@ -37,6 +37,13 @@ def test_whole_words_only():
     assert say([Entry("C++", "C plus plus")], "C++ and C++11") == "C plus plus and C++11"
 
 
+def test_markup_and_addresses_are_left_to_the_rules():
+    e = [Entry("laugh", "laff"), Entry("veena", "वीणा")]
+    assert say(e, "<laugh> I laugh </laugh>") == "<laugh> I laff </laugh>"
+    assert say(e, "www.veena.ai, help@veena.ai, /docs/veena/x, Veena. Veena-based veena.") == \
+        "www.veena.ai, help@veena.ai, /docs/veena/x, वीणा. वीणा-based वीणा."
+
+
 def test_devanagari_boundaries_count_vowel_signs_and_viramas():
     e = [Entry("कर्म", "करम")]
     # "कर्मचारी" goes on with a consonant, "कर्मों" with a vowel sign (Mc), neither is the word

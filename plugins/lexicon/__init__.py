@@ -7,7 +7,6 @@ docs/text-processing.md ("Pronunciation lexicon").
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
@@ -18,14 +17,13 @@ from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Job
 from veena.platform.runtime import Runtime
 from veena.platform.schemas import Pronunciation
-from veena.platform.textmap import TextMap, record
+from veena.platform.textmap import record
 from veena.plugins.lexicon.files import LexiconFile
 from veena.plugins.lexicon.matcher import Entry, Matcher
-from veena.plugins.lexicon.rewrite import Edit, Layer, apply_edits, find_edits
+from veena.plugins.lexicon.rewrite import Edit, EditMap, Layer, apply_edits, find_edits
 from veena.plugins.normalize.engine import Languages
 from veena.plugins.normalize.script import language_hint
 
-log = logging.getLogger("veena.lexicon")
 PLUGIN = "lexicon"
 
 
@@ -48,28 +46,6 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     files: list[FileConfig] = []
     """Lexicon files; language-bound ones are looked at before those for every language, each
     group in the order listed. A request's ``pronunciations`` come before all of them."""
-
-
-class EditMap(TextMap):
-    """``TextMap.from_edits(src, edits)``, built the first time it is used: only requests that
-    want word times read it, and building it costs about as much as finding the words."""
-
-    def __init__(self, src: str, edits: list[Edit]) -> None:  # the TextMap: ``_map()``
-        self._src, self._edits = src, edits
-        self._built: TextMap | None = None
-
-    def _map(self) -> TextMap:
-        if self._built is None:
-            self._built = TextMap.from_edits(self._src, self._edits)
-        return self._built
-
-    def source(self, start: int, end: int) -> tuple[int, int]:
-        return self._map().source(start, end)
-
-    def __getattr__(self, name: str):  # pieces, src_len, out_len ...
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._map(), name)
 
 
 class LexiconNormalizer:

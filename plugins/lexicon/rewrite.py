@@ -1,4 +1,5 @@
-"""Applies several matchers to one text in one pass, earlier matchers first, recording edits."""
+"""Applies several matchers to one text in one pass, earlier matchers first; the edits and
+their map back to the original text."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from veena.platform.textmap import TextMap
 from veena.plugins.lexicon.matcher import Matcher
 
 Edit = tuple[int, int, str]
@@ -58,3 +60,24 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     out.append(text[at:])
     return "".join(out)
 
+
+class EditMap(TextMap):
+    """``TextMap.from_edits(src, edits)``, built the first time it is used: only requests that
+    want word times read it, and building it costs about as much as finding the words."""
+
+    def __init__(self, src: str, edits: list[Edit]) -> None:  # the TextMap: ``_map()``
+        self._src, self._edits = src, edits
+        self._built: TextMap | None = None
+
+    def _map(self) -> TextMap:
+        if self._built is None:
+            self._built = TextMap.from_edits(self._src, self._edits)
+        return self._built
+
+    def source(self, start: int, end: int) -> tuple[int, int]:
+        return self._map().source(start, end)
+
+    def __getattr__(self, name: str):  # pieces, src_len, out_len ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._map(), name)

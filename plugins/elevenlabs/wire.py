@@ -45,6 +45,13 @@ class Utterance:
     segments: int = 0
     held: list[bytes] = field(default_factory=list)
     """With ``sync_alignment``: audio kept until its segment's alignment is known."""
+    after: Utterance | None = None
+    """The earlier utterance of the same id, still finishing: this one's messages wait for its
+    ``isFinal`` (in ``backlog``), so the client gets the two one after the other."""
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    next: Utterance | None = None
+    """The later utterance of the same id waiting for this one."""
+    finished: bool = False
 
 
 class ElevenLabsSocket:
@@ -193,7 +200,11 @@ class ElevenLabsSocket:
             if cid in self._by_veena:
                 self._uses += 1
                 veena_id = f"{cid[:56]}~{self._uses}"
-            utt = self._live[cid] = self._by_veena[veena_id] = Utterance(cid, veena_id)
+            earlier = utt if utt is not None and not utt.finished else None
+            utt = self._live[cid] = self._by_veena[veena_id] = Utterance(cid, veena_id,
+                                                                        after=earlier)
+            if earlier is not None:
+                earlier.next = utt
         return utt
 
     def _close(self, cid: str) -> None:
@@ -209,8 +220,28 @@ class ElevenLabsSocket:
     # --- Veena -> client --------------------------------------------------------------------
 
     def _outgoing(self, ev: dict[str, Any]) -> list[dict[str, Any]]:
-        kind = ev.get("type")
+        """ElevenLabs' messages for one Veena event, in the order the client is to get them."""
         utt = self._by_veena.get(ev.get("context_id") or "")
+        bodies = self._bodies(utt, ev)
+        if utt is None:
+            return bodies
+        if ev.get("type") == "done":
+            utt.finished = True
+        if utt.after is not None:
+            utt.backlog.extend(bodies)
+            return []
+        return bodies + (self._release(utt) if utt.finished else [])
+
+    def _release(self, done: Utterance) -> list[dict[str, Any]]:
+        """The messages that waited for ``done``'s ``isFinal`` (and, in turn, their own)."""
+        utt, done.next = done.next, None
+        if utt is None:
+            return []
+        utt.after, out, utt.backlog = None, utt.backlog, []
+        return out + self._release(utt) if utt.finished else out
+
+    def _bodies(self, utt: Utterance | None, ev: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = ev.get("type")
         if kind == "audio" and utt is not None:
             if self.query.sync_alignment:
                 utt.held.append(base64.b64decode(ev["audio"]))

@@ -272,7 +272,11 @@ def test_a_closed_context_id_can_be_used_again(server):
 
     got = asyncio.run(main())
     assert got.finals == ["turn", "turn"] and not got.errors and got.close_code == 1000
-    assert got.chars("turn") == "First turn.Second turn."  # two utterances, one after the other
+    # two utterances, not linked: the second's messages come after the first's isFinal
+    assert got.chars("turn") == "First turn.Second turn."
+    kinds = ["final" if m.get("isFinal") else "aligned" for m in got.messages
+             if m.get("isFinal") or m.get("alignment")]
+    assert kinds == ["aligned", "final", "aligned", "final"]
 
 
 def test_bad_output_format_and_voice_get_elevenlabs_errors_and_close_1008(server):
@@ -377,3 +381,92 @@ def test_a_socket_killed_mid_stream_leaks_nothing(server):
     assert server.health()["active_streams"] == 0
     done = [e for e in server.events("tts.stream_completed")]
     assert done and all(e["outcome"] in ("cancelled", "completed") for e in done)
+
+
+@pytest.fixture
+def tls_proxy(server, tmp_path, monkeypatch):
+    """``wss://127.0.0.1:PORT`` in front of the server: the SDK's realtime client always connects
+    with TLS. A certificate for 127.0.0.1 is made here and trusted through ``SSL_CERT_FILE``."""
+    import datetime
+    import ipaddress
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+
+    async def pipe(reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    loop = asyncio.new_event_loop()
+    listening = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+
+    async def shutdown() -> None:
+        listening.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+@pytest.mark.filterwarnings("ignore:ConnectionClosed.code is deprecated")  # the SDK's own use
+def test_official_sdk_realtime_client(server, tls_proxy):
+    from elevenlabs import VoiceSettings
+    from elevenlabs.client import ElevenLabs
+    from elevenlabs.core.api_error import ApiError
+
+    client = ElevenLabs(api_key="unused", base_url=tls_proxy)
+    pieces = [TEXT[i:i + 6] for i in range(0, len(TEXT), 6)]
+    pcm = b"".join(client.text_to_speech.convert_realtime(
+        voice_id="kavya", text=iter(pieces), output_format="pcm_16000",
+        voice_settings=VoiceSettings(stability=0.5, similarity_boost=0.75, speed=1.0)))
+    samples, rate = decode(pcm, "pcm", 16000)
+    assert len(samples) / rate > 4
+    mp3 = b"".join(client.text_to_speech.convert_realtime(voice_id="maitri",
+                                                           text=iter(["Short one. "])))
+    assert decode(mp3, "mp3")[1] == 44100
+    with pytest.raises(ApiError) as err:
+        b"".join(client.text_to_speech.convert_realtime(voice_id="nobody",
+                                                         text=iter(["Hello there. "])))
+    assert err.value.status_code == 1008 and "nobody" in str(err.value.body)

@@ -17,22 +17,13 @@ class Entry:
     case_sensitive: bool = False
 
 
-def _marks() -> str:
-    """A character-class body of every combining mark (Mn, Mc, Me) and ZWNJ/ZWJ, as ranges."""
-    ranges: list[tuple[int, int]] = []
-    for cp in (*range(0x20000), *range(0xE0100, 0xE01F0)):  # no marks elsewhere
-        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me") or cp in (0x200C, 0x200D):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
-
-
-WORD_CHAR = f"[\\w{_marks()}]"
-"""What continues a word. ``\\b`` is not enough: Python's ``\\w`` leaves out the vowel signs and
-viramas of Indic scripts (Mn, Mc), so "कर्म" would match inside "कर्मों" and a word ending in a
-vowel sign ("कर्मी") would never match at all."""
+WORD_CHAR = ("[\\w\u0300-\u036f\u0900-\u0963\u0966-\u0dff\u1ab0-\u1aff\u1cd0-\u1cff"
+             "\u1dc0-\u1dff\u200c\u200d\u20d0-\u20ff\ua8e0-\ua8ff\ufe20-\ufe2f]")
+"""What continues a word: letters, digits, ``_``, and also the combining marks of Latin and of
+the Indic blocks (U+0900-U+0DFF but the dandas, Vedic extensions), ZWNJ and ZWJ. ``\\b`` is not
+enough: Python's ``\\w`` leaves out the vowel signs and viramas of Indic scripts (Mn, Mc), so
+"कर्म" would match inside "कर्मों" and a word ending in a vowel sign ("कर्मी") would never match
+at all. (A class of every Unicode mark would cost ~10 ms to compile in each pattern.)"""
 BEFORE = rf"(?<!{WORD_CHAR})(?<![<@/])(?<!</)(?<!\w\.)"
 AFTER = rf"(?!{WORD_CHAR})(?![.@/]\w)"
 """Where an entry may start and end: a whole word, and not a part of markup (``<laugh>``), an
@@ -53,8 +44,8 @@ class Matcher:
     """Finds every entry in a text as a whole word: not inside a longer word, in any script.
 
     The longest entry that fits wins ("New York City" over "New York"). All entries sit in
-    one regex, a trie of their lower-case spellings with each letter in either case (thousands
-    of entries cost about what a dozen do); the spoken form is looked up in a dict, exact
+    one regex, a trie of their lower-case spellings compiled case-insensitively (thousands of
+    entries cost about what a dozen do); the spoken form is looked up in a dict, exact
     spelling first, then lower case for case-insensitive entries. Where the longest fit is a
     case-sensitive entry in the wrong case, a second regex (the entries longest first, each
     in its own case mode) decides at that one position. A word given twice (in one case
@@ -80,7 +71,10 @@ class Matcher:
             return
         words = [*exact, *folded]
         firsts = "".join(sorted({re.escape(c) for w in words for c in _first_chars(w)}))
-        self.pattern = re.compile(f"(?=[{firsts}]){BEFORE}(?:{_trie(words)}){AFTER}")
+        # case-insensitive trie; the first-character test stays case-sensitive (a plain set
+        # lookup at every position of the text, the part that costs most)
+        self.pattern = re.compile(f"(?-i:(?=[{firsts}])){BEFORE}(?:{_trie(words)}){AFTER}",
+                                  re.IGNORECASE)
         if exact:
             alts = [(w, True) for w in exact] + [(w, False) for w in folded]
             alts.sort(key=lambda a: (-len(a[0]), not a[1]))  # equal length: exact first
@@ -123,7 +117,8 @@ def _key(word: str) -> str:
 
 
 def _trie(words: Iterable[str]) -> str:
-    """A regex matching exactly ``words`` in any case, longer ones first:
+    """A regex matching exactly ``words`` (in any case, compiled with ``re.IGNORECASE``), longer
+    ones first:
     common prefixes are shared, so the engine tests each character once, not once a word."""
     root: dict[str, dict] = {}
     for w in words:
@@ -136,21 +131,11 @@ def _trie(words: Iterable[str]) -> str:
 
 def _node_regex(node: dict[str, dict]) -> str:
     ends = "" in node
-    alts = [_either_case(ch) + _node_regex(child) for ch, child in sorted(node.items()) if ch]
+    alts = [re.escape(ch) + _node_regex(child) for ch, child in sorted(node.items()) if ch]
     if not alts:
         return ""
     body = alts[0] if len(alts) == 1 and not ends else f"(?:{'|'.join(alts)})"
     return f"(?:{body})?" if ends and len(alts) == 1 else body + "?" if ends else body
-
-
-def _either_case(ch: str) -> str:
-    """``ch`` in either case as a class (``[nN]``), else itself: the trie regex is compiled
-    case-sensitively, which keeps its first-character test a plain set lookup."""
-    variants = {ch, ch.upper(), ch.title()}
-    variants = {v for v in variants if len(v) == 1}
-    if len(variants) == 1:
-        return re.escape(ch)
-    return "[" + "".join(re.escape(v) for v in sorted(variants)) + "]"
 
 
 def _first_chars(word: str) -> set[str]:

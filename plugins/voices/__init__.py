@@ -30,7 +30,7 @@ from veena.platform.errors import ConfigError, VeenaError
 from veena.platform.hookspecs import hookimpl
 from veena.platform.job import Principal
 from veena.platform.runtime import Runtime
-from veena.plugins.voices.store import VoiceRecord, VoiceStore, open_store
+from veena.plugins.voices.store import TableMissing, VoiceRecord, VoiceStore, open_store
 from veena.speakers import Speaker
 
 log = logging.getLogger("veena.voices")
@@ -142,21 +142,26 @@ def _open(runtime: Runtime) -> Voices | None:
     dsn = os.environ.get("DATABASE_URL")
     if backend == "postgres" and not dsn:
         raise ConfigError("the voices plugin's postgres backend needs DATABASE_URL")
-    if backend == "supabase":
-        log.warning("cloned voices are off: the voices plugin needs SQL access to the "
-                    "Supabase database (set DATABASE_URL to its PostgreSQL URL)")
-        return None
+    if backend == "supabase" and not (os.environ.get("SUPABASE_URL")
+                                      and os.environ.get("SUPABASE_SERVICE_KEY")):
+        raise ConfigError("the voices plugin's supabase backend needs SUPABASE_URL and "
+                          "SUPABASE_SERVICE_KEY")
     sqlite_path = cfg.sqlite_path or getattr(auth, "sqlite_path", None)
     try:
         store = open_store(backend, Path(sqlite_path) if sqlite_path else data_dir() / "veena.db",
                            dsn)
+    except TableMissing:
+        log.warning("cloned voices are off: the Supabase project has no veena_voices table; "
+                    "create it once over SQL (docs/voices.md, Storage), then restart")
+        return None
     except (OSError, TimeoutError, sqlite3.Error) as exc:
         log.warning("cloned voices are off: their store cannot be opened (%s: %s)",
                     type(exc).__name__, exc)
         return None
-    except Exception as exc:  # asyncpg's connection errors have no common base with OSError
-        if type(exc).__module__.startswith("asyncpg"):
-            log.warning("cloned voices are off: PostgreSQL cannot be reached (%s)", exc)
+    except Exception as exc:  # asyncpg's and httpx's errors have no common base with OSError
+        if type(exc).__module__.startswith(("asyncpg", "httpx", "postgrest")):
+            log.warning("cloned voices are off: the %s store cannot be reached (%s)", backend,
+                        exc)
             return None
         raise
     return Voices(cfg, store, runtime)

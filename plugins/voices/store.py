@@ -8,6 +8,8 @@ the database, so every process on one database sees a created, changed or delete
 - SQLite (default): one ``sqlite3`` connection (WAL) behind a lock; a lookup is a local read.
 - PostgreSQL (``DATABASE_URL``): asyncpg (the only driver installed) on a private event loop in a
   daemon thread; a synchronous call waits for its query there.
+- Supabase (``SUPABASE_URL`` + ``SUPABASE_SERVICE_KEY``): PostgREST through the synchronous
+  ``supabase`` client; the table is created beforehand over SQL (PostgREST runs no DDL).
 """
 
 from __future__ import annotations
@@ -208,9 +210,103 @@ class PostgresVoiceStore(VoiceStore):
         return self._call(run())
 
 
+class TableMissing(Exception):
+    """The Supabase project has no ``veena_voices`` table (PostgREST cannot create one)."""
+
+
+class SupabaseVoiceStore(VoiceStore):
+    """The table in a Supabase project, over PostgREST with the service key (the ``supabase``
+    client, synchronous, its retries off). The table is created once with ``SCHEMA``'s SQL
+    (``DATABASE_URL`` and a start-up, or the project's SQL editor)."""
+
+    name = "supabase"
+
+    def __init__(self, url: str, service_key: str, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self._service_key = service_key
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._http: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        import httpx
+        from supabase import ClientOptions, create_client
+
+        self._http = httpx.Client(timeout=self.timeout_s)
+        options = ClientOptions(httpx_client=self._http, postgrest_client_retry=False,
+                                auto_refresh_token=False, persist_session=False)
+        self._client = create_client(self.url, self._service_key, options=options)
+        try:
+            self._run(self._table().select("id").limit(1))
+        except TableMissing:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._client = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _table(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("the voice store is closed")
+        return self._client.table("veena_voices")
+
+    def _run(self, query: Any) -> list[dict[str, Any]]:
+        from postgrest.exceptions import APIError
+
+        try:
+            with self._lock:  # one httpx.Client, used from the routes' worker threads
+                return query.execute().data or []
+        except APIError as exc:
+            if exc.code in ("42P01", "PGRST205"):
+                raise TableMissing("the Supabase project has no veena_voices table") from exc
+            raise
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        raise NotImplementedError("the Supabase store speaks PostgREST, not SQL")
+
+    @staticmethod
+    def _record(row: dict[str, Any]) -> VoiceRecord:
+        return _row(tuple(row[c] for c in COLUMNS))
+
+    def create(self, rec: VoiceRecord) -> None:
+        self._run(self._table().insert(dict(zip(COLUMNS, _values(rec))), returning="minimal"))
+
+    def get(self, voice_id: str, owner: str) -> VoiceRecord | None:
+        rows = self._run(self._table().select(",".join(COLUMNS)).eq("id", voice_id)
+                         .eq("owner", owner).limit(1))
+        return self._record(rows[0]) if rows else None
+
+    def list(self, owner: str) -> list[VoiceRecord]:
+        rows = self._run(self._table().select(",".join(COLUMNS)).eq("owner", owner)
+                         .order("created_at").order("id"))
+        return [self._record(r) for r in rows]
+
+    def update(self, voice_id: str, owner: str, changes: dict[str, Any]) -> VoiceRecord | None:
+        sets = {k: (json.dumps(list(v)) if k == "languages" else v)
+                for k, v in changes.items() if k in EDITABLE}
+        sets["updated_at"] = time.time()
+        rows = self._run(self._table().update(sets).eq("id", voice_id).eq("owner", owner))
+        return self._record(rows[0]) if rows else None
+
+    def delete(self, voice_id: str, owner: str) -> bool:
+        return bool(self._run(self._table().delete().eq("id", voice_id).eq("owner", owner)))
+
+
 def open_store(backend: str, sqlite_path: Path, dsn: str | None) -> VoiceStore:
-    """A connected store: PostgreSQL for ``backend`` "postgres" (``dsn``), else SQLite."""
-    store: VoiceStore = (PostgresVoiceStore(dsn) if backend == "postgres" and dsn
-                         else SqliteVoiceStore(sqlite_path))
+    """A connected store: PostgreSQL for ``backend`` "postgres" (``dsn``), Supabase for
+    "supabase" (``SUPABASE_URL`` and ``SUPABASE_SERVICE_KEY``), else SQLite."""
+    import os
+
+    store: VoiceStore
+    if backend == "postgres" and dsn:
+        store = PostgresVoiceStore(dsn)
+    elif backend == "supabase":
+        store = SupabaseVoiceStore(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_KEY"])
+    else:
+        store = SqliteVoiceStore(sqlite_path)
     store.open()
     return store

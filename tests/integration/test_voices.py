@@ -363,3 +363,54 @@ def test_a_store_that_cannot_be_reached_turns_cloned_voices_off_not_the_server(s
     assert resp.status_code == 503, resp.text
     listed = httpx.get(srv.url + "/v1/voices", timeout=10)
     assert listed.status_code == 200 and {"kavya"} <= {v["name"] for v in listed.json()}
+
+
+def test_voices_on_supabase_through_postgrest(pg_dsn, ckpt, clip, tmp_path):
+    """With only SUPABASE_URL + SUPABASE_SERVICE_KEY (the auth plugin's Supabase store), voices
+    live in the project's ``veena_voices`` table over PostgREST (the look-alike on a real
+    PostgreSQL): clone, list, get, rename, speak, delete; the rows are in the database. A
+    project without the table turns cloned voices off with a warning naming it."""
+    from tests.support.postgrest import FakePostgrest
+    from veena.plugins.voices.store import PostgresVoiceStore
+
+    fake = FakePostgrest(pg_dsn)
+    env = {"SUPABASE_URL": fake.url, "SUPABASE_SERVICE_KEY": fake.service_key}
+    config = (f'[stages]\nsynthesizer = "spark"\n[plugins.spark]\nmodel_path = "{ckpt}"\n'
+              'threads = 1\n[plugins.auth]\nmode = "off"\n[plugins.storage]\nbackend = "sqlite"\n')
+    try:
+        srv = SparkServer(config, tmp_path, env=env)  # no table yet
+        try:
+            assert "no veena_voices table" in srv.log.read_text()
+            assert error_code(clone(srv, clip)) == (503, "voices_unavailable")
+        finally:
+            srv.stop()
+        sql = PostgresVoiceStore(pg_dsn)
+        sql.open()  # creates the table, as an operator does once over SQL
+        srv = SparkServer(config, tmp_path, env=env)
+        try:
+            resp = clone(srv, clip)
+            assert resp.status_code == 201, resp.text
+            vid = resp.json()["id"]
+            assert [r.id for r in sql.list("local")] == [vid]  # in the project's database
+            assert sql.get(vid, "local").global_tokens == tuple(resp.json()["global_tokens"])
+            assert [v["id"] for v in httpx.get(srv.url + "/v1/voices", timeout=10).json()
+                    if v["category"] == "cloned"] == [vid]
+            resp = httpx.patch(f"{srv.url}/v1/voices/{vid}", json={"name": "Renamed",
+                                                                   "languages": "te"}, timeout=10)
+            assert resp.json()["name"] == "Renamed" and sql.get(vid, "local").languages == ("te",)
+            resp = httpx.post(srv.url + "/v1/tts/generate", json={
+                "text": "Hello.", "speaker": vid, "stream": False, "max_tokens": 20, "seed": 1},
+                timeout=120)
+            assert resp.status_code == 200 and resp.headers["x-voice"] == vid, resp.text
+            assert httpx.delete(f"{srv.url}/v1/voices/{vid}", timeout=10).status_code == 204
+            assert error_code(httpx.get(f"{srv.url}/v1/voices/{vid}", timeout=10)) == \
+                (404, "voice_not_found")
+            assert sql.list("local") == []
+            methods = {r["method"] for r in fake.requests if r["path"].endswith("/veena_voices")}
+            assert methods >= {"GET", "POST", "PATCH", "DELETE"}
+            assert all(r["headers"].get("apikey") == fake.service_key for r in fake.requests)
+        finally:
+            srv.stop()
+            sql.close()
+    finally:
+        fake.stop()

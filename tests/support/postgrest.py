@@ -2,7 +2,7 @@
 
 It serves the part of PostgREST's HTTP API the ``supabase`` client uses in
 ``veena.platform.db.supabase`` (select with ``eq`` filters, order, limit and offset; insert and
-upsert-ignore; update; ``rpc``; exact counts) by translating each request into SQL, so the
+upsert-ignore; update; delete; ``rpc``; exact counts) by translating each request into SQL, so the
 Supabase adapter runs the same contract tests as the others against real tables and the
 migration's SQL functions. Every request is recorded (method, path, query, headers, body) for
 tests to check what the client sent; ``down = True`` answers 503 like an unreachable gateway.
@@ -167,6 +167,11 @@ class FakePostgrest:
                 total = await conn.fetchval(f"SELECT count(*) FROM {table}{cond}", *args)
                 headers["content-range"] = f"0-{max(0, len(json.loads(rows)) - 1)}/{total}"
             return 200, headers, rows.encode()
+        if method == "DELETE":
+            out = await conn.fetch(f"DELETE FROM {table}{cond} RETURNING to_jsonb({table})", *args)
+            if "return=minimal" in prefer:
+                return 204, js, b""
+            return 200, js, json.dumps([json.loads(r[0]) for r in out]).encode()
         body = req["json"]
         if method == "POST":
             rows = body if isinstance(body, list) else [body]

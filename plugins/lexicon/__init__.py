@@ -7,6 +7,7 @@ docs/text-processing.md ("Pronunciation lexicon").
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
@@ -24,6 +25,7 @@ from veena.plugins.lexicon.rewrite import Edit, EditMap, Layer, apply_edits, fin
 from veena.plugins.normalize.engine import Languages
 from veena.plugins.normalize.script import language_hint
 
+log = logging.getLogger("veena.lexicon")
 PLUGIN = "lexicon"
 
 
@@ -61,7 +63,11 @@ class LexiconNormalizer:
         self._requests: OrderedDict[tuple[Pronunciation, ...], Matcher] = OrderedDict()
 
     def normalize(self, text: str, job: Job) -> str:
-        edits = self.edits(text, job.pronunciations, job.language)
+        try:
+            edits = self.edits(text, job.pronunciations, job.language)
+        except Exception:  # a normalizer never fails a request: the text goes on as it is
+            log.warning("lexicon failed; text left as it was", exc_info=True)
+            return text
         if not edits:
             return text
         out = apply_edits(text, edits)

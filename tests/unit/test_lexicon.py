@@ -250,3 +250,17 @@ def test_request_matchers_are_compiled_once_per_list():
     first = lex._requests[entries]
     lex.normalize("Veena again", _job(entries))
     assert lex._requests[entries] is first and time.perf_counter() - t < 1
+
+
+def test_a_failing_lexicon_leaves_the_text_as_it_is(tmp_path, caplog):
+    (tmp_path / "a.tsv").write_text("Veena\tवीणा\n", encoding="utf-8")
+    lex = LexiconNormalizer(Config(files=[FileConfig(str(tmp_path / "a.tsv"))]))
+
+    class Broken:
+        language = None
+
+        def current(self):
+            raise RuntimeError("disk gone")
+
+    lex.files = [Broken()]
+    assert lex.normalize("Veena", _job()) == "Veena" and "lexicon failed" in caplog.text

@@ -34,12 +34,13 @@ def _database(args: argparse.Namespace):
 
 
 def _storage_database(args: argparse.Namespace):
-    from veena.platform.db import open_database
+    from veena.platform.db import SentenceStore, open_database
     from veena.plugins.storage import Config as StorageConfig
 
     cfg = plugin_settings("storage", StorageConfig,
                           config_from_args(args).plugins.get("storage", {}))
-    return open_database(cfg.backend, cfg.sqlite_path, pool_size=1, pgbouncer=cfg.pgbouncer)
+    return open_database(cfg.backend, cfg.sqlite_path, pool_size=1, pgbouncer=cfg.pgbouncer,
+                         need=SentenceStore)
 
 
 def _run(args: argparse.Namespace, work, database=None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from setuptools import setup
 
 ROOTS = {"platform": "veena.platform", "codecs": "veena.codecs",
-         "plugins": "veena.plugins", "speakers": "veena.speakers"}
+         "plugins": "veena.plugins", "speakers": "veena.speakers", "testing": "veena.testing"}
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:

@@ -3,7 +3,6 @@ real PostgreSQL and a real Redis, driven over HTTP."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import time
 
@@ -12,19 +11,13 @@ import pytest
 
 from veena.platform.db.postgres import PostgresDatabase
 from veena.plugins.auth.keys import new_key
+from veena.testing.stores import run
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank. "
 
 
 def db_call(dsn, fn):
-    async def main():
-        db = PostgresDatabase(dsn)
-        try:
-            await db.migrate()
-            return await fn(db)
-        finally:
-            await db.close()
-    return asyncio.run(main())
+    return run(lambda: PostgresDatabase(dsn), fn)
 
 
 def make_key(dsn, **kw):

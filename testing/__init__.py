@@ -1,0 +1,1 @@
+"""Contract suites a third party runs on its own implementations (``veena.testing.stores``)."""

@@ -27,7 +27,8 @@ class Codec(Protocol):
     makes the pipeline encode them on the event loop; without it every block goes to a worker
     thread, which is what CPU-bound encoders need. ``default_rate_floor = N``: without a fixed
     default, a voice slower than N Hz is sent at N Hz or more by default (see
-    ``default_rate``)."""
+    ``default_rate``). ``takes_bitrate = True``: requests may set a bitrate (checked with
+    ``check_bitrate``); without it a request naming one gets 400 ``unsupported_bitrate``."""
 
     name: str
     media_type: str

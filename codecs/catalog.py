@@ -76,6 +76,11 @@ class AudioCodec:
     """True when a block costs microseconds to encode (raw samples, G.711, WAV): the pipeline
     encodes it on the event loop instead of handing it to a worker thread and back."""
 
+    @property
+    def takes_bitrate(self) -> bool:
+        """Whether requests may set a bitrate (the container format declares a range)."""
+        return self.container is not None and self.container.bitrate_range is not None
+
     def check_bitrate(self, sample_rate: int, bitrate: int | None) -> None:
         """ValueError naming the valid range when ``bitrate`` is impossible at this rate."""
         if self.container is not None:

@@ -24,13 +24,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_open_access(runtime: Runtime) -> None:
-    """Secure by default: without authentication (no API key exists, or no auth plugin), serve
-    only on a loopback address, unless ``server.allow_open_access`` says otherwise.
+    """Secure by default: unless a plugin enforces authentication (``veena_auth_enforced``:
+    no API key exists, or no auth plugin), serve only on a loopback address, unless
+    ``server.allow_open_access`` says otherwise.
 
     :raises ConfigError: bound elsewhere without authentication and without that setting.
     """
-    enforced = runtime.state.get("auth.enforced")
-    if enforced is not None and enforced():
+    if any(runtime.pm.hook.veena_auth_enforced(runtime=runtime)):
         return
     server = runtime.config.server
     if _is_loopback(server.host):

@@ -65,8 +65,8 @@ async def synthesis_response(request: Request, data: GenerateRequest, *,
     event("tts.auth_validated", key_id=principal.key_id if principal else None, ms=ms(t))
     job = pipeline.prepare(data, rid, principal)
     job.extra_headers.update(headers or {})
-    request.scope["state"].update(voice=job.speaker.name, format=job.output.codec)
-    codec = pipeline.runtime.codec(job.output.codec)
+    codec = job.output.codec
+    request.scope["state"].update(voice=job.speaker.name, format=codec.name)
     media_type = codec.media_type
     alignment = Alignment.attach(job) if data.timestamps else None
     audio = pipeline.audio(job)
@@ -78,7 +78,7 @@ async def synthesis_response(request: Request, data: GenerateRequest, *,
     if not job.stream:
         async with aclosing(audio):
             body = b"".join([chunk async for chunk in audio])
-        if job.state.get("deadline_exceeded"):
+        if job.deadline_exceeded:
             raise VeenaError("deadline_exceeded", "synthesis did not finish within this server's "
                              "request time limit; send shorter text or stream the response", 504)
         return Response(body, media_type=codec.media_type, status_code=200,
@@ -138,7 +138,7 @@ async def openai_speech(request: Request, data: JSONBody[SpeechRequest]) -> Resp
 @get("/v1/models", summary="Models, in OpenAI's list shape")
 async def models(request: Request) -> ModelList:
     rt: Runtime = _pipeline(request).runtime
-    created = int(rt.state.setdefault("openai.created", time.time()))
+    created = int(rt.created)
     names = [rt.config.server.model_version, *rt.synthesizers.names()]
     return ModelList([ModelInfo(n, created, "veena") for n in dict.fromkeys(names)])
 

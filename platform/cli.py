@@ -88,12 +88,12 @@ def say(args: argparse.Namespace) -> int:
     out: BinaryIO = open(args.output, "wb") if args.output else sys.stdout.buffer
     try:
         job = asyncio.run(_say(config_from_args(args), text, args, out))
-        if job.output.codec == "wav" and out.seekable():
+        if job.output.codec.name == "wav" and out.seekable():
             _patch_wav_sizes(out)
     finally:
         if args.output:
             out.close()
-    print(f"{job.audio_seconds:.2f} s of {job.output.codec} at {job.output.sample_rate} Hz "
+    print(f"{job.audio_seconds:.2f} s of {job.output.codec.name} at {job.output.sample_rate} Hz "
           f"({job.speaker.name}, {job.bytes_sent} bytes)", file=sys.stderr)
     return 0
 

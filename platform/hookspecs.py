@@ -173,6 +173,20 @@ def veena_authenticate(request: RequestInfo, runtime: Runtime) -> Principal | Aw
     """
 
 
+@hookspec
+def veena_auth_enforced(runtime: Runtime) -> bool | None:
+    """Says whether this plugin refuses requests without credentials right now.
+
+    :param runtime: the application runtime, started (``veena_startup`` has run).
+    :return: True when this plugin requires credentials (an API key exists), False when it
+        lets everyone in, None when it does not authenticate at all.
+
+    Called once at start-up, after ``veena_startup``, on every plugin (fan-out): the server
+    binds to a non-loopback address without ``server.allow_open_access`` only when one
+    implementation returns True (``veena.platform.access.check_open_access``).
+    """
+
+
 @hookspec(firstresult=True)
 def veena_resolve_speaker(name: str, principal: Principal | None,
                           runtime: Runtime) -> Speaker | None:
@@ -221,10 +235,11 @@ def veena_chunk_text(text: str, job: Job, runtime: Runtime) -> list[str] | None:
 def veena_synthesize(job: Job, runtime: Runtime) -> AsyncIterator[PCM] | None:
     """Starts synthesis of ``job.chunks`` and returns its audio stream.
 
-    :param job: the request with its chunks, speaker and synthesizer name filled in.
-    :param runtime: the application runtime (synthesizer registry).
+    :param job: the request with its chunks, speaker and synthesizer (the resolved object,
+        ``job.synthesizer``) filled in.
+    :param runtime: the application runtime.
     :return: an async iterator of ``PCM`` blocks (not a coroutine). The built-in ``core`` plugin
-        returns the stream of the synthesizer named in ``job.synthesizer``.
+        returns ``job.synthesizer.stream(job)``.
 
     Called once per request when the response starts (selection: first non-None result).
     """
@@ -250,8 +265,9 @@ def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> Asyn
     """Encodes the audio stream into the output format's bytes.
 
     :param stream: the processed audio.
-    :param job: the request; ``job.output`` names the codec, rate and bitrate.
-    :param runtime: the application runtime (codec registry).
+    :param job: the request; ``job.output`` holds the codec (the resolved object), rate and
+        bitrate, checked when the request was prepared.
+    :param runtime: the application runtime.
     :return: an async iterator of byte strings, each sent to the client as it comes. The
         built-in ``core`` plugin encodes with the registered codec off the event loop.
 

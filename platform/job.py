@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from veena.platform.ids import new_id
 
 if TYPE_CHECKING:
+    from veena.codecs.base import Codec
+    from veena.platform.synthesis import Synthesizer
     from veena.platform.schemas import Pronunciation
     from veena.speakers import Speaker
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -26,9 +30,10 @@ class SamplingOptions:
 
 @dataclass(slots=True)
 class OutputFormat:
-    """The resolved output: codec name, sample rate and bitrate (bits/s, None = codec default)."""
+    """The resolved output: the codec itself, sample rate and bitrate (bits/s, None = codec
+    default), all checked against the codec once, when the request is prepared."""
 
-    codec: str
+    codec: Codec
     sample_rate: int
     bitrate: int | None = None
 
@@ -38,10 +43,17 @@ class Principal:
     """Who is calling: an API key's identity and limits, or the anonymous local user."""
 
     key_id: str | None = None
+    key_prefix: str | None = None
+    """The key's public prefix (shown in listings), never the secret."""
     owner: str | None = None
     scopes: tuple[str, ...] = ()
     credits: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rate_per_minute: int | None = None
+    """This caller's own request rate limit; None: the rate limiter's default (0: none)."""
+    max_streams: int | None = None
+    """This caller's own limit of concurrent streams; None: the rate limiter's default."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Response headers admission attached for this caller (e.g. ``RateLimit-*``)."""
 
 
 @dataclass(slots=True)
@@ -65,7 +77,7 @@ class Job:
     request_id: str
     text: str
     speaker: Speaker
-    synthesizer: str
+    synthesizer: Synthesizer
     output: OutputFormat
     record_id: str = field(default_factory=new_id)
     """The ``id`` of this job's finished record (``RequestRecord``): unique per job."""
@@ -76,6 +88,10 @@ class Job:
     pronunciations: tuple[Pronunciation, ...] = ()
     """The request's own word -> spoken form entries, read before the server's lexicon."""
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    speed: float = 1.0
+    """The speaking-rate factor asked for (1.0: the voice's own)."""
+    tempo: float | None = None
+    """The part of ``speed`` the synthesizer does not apply itself: a time-stretch factor."""
     principal: Principal | None = None
     normalized_text: str | None = None
     chunks: list[str] = field(default_factory=list)
@@ -86,11 +102,28 @@ class Job:
     chunks_delivered: int = 0
     outcome: str = "pending"
     extra_headers: dict[str, str] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
+    chunk_started: int = -1
+    """The highest chunk index whose audio has started (``mark_chunk_started``); -1: none."""
+    deadline_exceeded: bool = False
+    """Synthesis was stopped at ``server.request_deadline_s``; the stream ended early."""
+    stop_reason: str | None = None
+    """Set by ``Pipeline.stop_streams``: the stream ends at its next block with this code."""
+    state: dict[Any, Any] = field(default_factory=dict)
+    """Per-request values of plugins, each keyed by the plugin's own type: ``attach``/``get``."""
 
     def mark_chunk_started(self, index: int) -> None:
         """Synthesizers call this when audio of ``chunks[index]`` starts to flow."""
-        self.state["chunk_started"] = max(index, self.state.get("chunk_started", -1))
+        if index > self.chunk_started:
+            self.chunk_started = index
+
+    def attach(self, value: T) -> T:
+        """Attaches a plugin's per-request object, found again by its type with ``get``."""
+        self.state[type(value)] = value
+        return value
+
+    def get(self, kind: type[T]) -> T | None:
+        """The object of type ``kind`` a plugin attached to this request, else None."""
+        return self.state.get(kind)
 
     @property
     def chars_delivered(self) -> int:

@@ -81,7 +81,7 @@ async def warm_up(pipeline: Pipeline, text: str = WARM_UP_TEXT) -> float:
         size = sum([len(chunk) async for chunk in audio])
     if not job.audio_seconds:
         raise RuntimeError("the warm-up synthesis produced no audio")
-    event("tts.warmed_up", synthesizer=job.synthesizer, format=job.output.codec,
+    event("tts.warmed_up", synthesizer=job.synthesizer.name, format=job.output.codec.name,
           audio_seconds=round(job.audio_seconds, 3), bytes=size, ms=ms(t))
     return job.audio_seconds
 

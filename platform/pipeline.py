@@ -68,7 +68,7 @@ class Pipeline:
         """Ends every running stream at its next audio block, properly (encoder tail, body
         terminator), with error code ``reason``; returns how many there were."""
         for job in self._jobs.values():
-            job.state["stop"] = reason
+            job.stop_reason = reason
         return len(self._jobs)
 
     async def admit(self, request: RequestInfo) -> Principal | None:
@@ -100,7 +100,7 @@ class Pipeline:
         self._check_language(req.language)
         speed = self._speed(req.speed)
         job = Job(
-            request_id=request_id, text=text, speaker=speaker, synthesizer=synthesizer.name,
+            request_id=request_id, text=text, speaker=speaker, synthesizer=synthesizer,
             output=output,
             stream=cfg.defaults.stream if req.stream is None else req.stream,
             normalize=cfg.defaults.normalize if req.normalize is None else req.normalize,
@@ -108,11 +108,11 @@ class Pipeline:
             language=req.language, pronunciations=tuple(req.pronunciations or ()),
             sampling=_sampling(req), principal=principal)
         if speed != 1.0:
-            job.state["speed"] = speed
+            job.speed = speed
             native = getattr(synthesizer, "speed_factor", None)
             own = native(speed, speaker) if native is not None else 1.0
             if abs(speed / own - 1.0) > 0.005:
-                job.state["tempo"] = speed / own
+                job.tempo = speed / own
         t = time.perf_counter()
         with rt.telemetry.span("normalize", chars=len(text)):
             job.normalized_text = self.hook.veena_normalize_text(text=text, job=job, runtime=rt)
@@ -156,7 +156,7 @@ class Pipeline:
         A synthesizer with its own rate control has ``speed_factor(speed, speaker)``, returning
         the part of ``speed`` it applies itself (eSpeak NG: its words-per-minute rate, within
         its limits); whatever is left (all of it for other voices) is a pitch-preserving
-        time-stretch of the synthesized audio (``veena.codecs.tempo``, ``job.state["tempo"]``)."""
+        time-stretch of the synthesized audio (``veena.codecs.tempo``, ``job.tempo``)."""
         if speed is None or speed == 1.0:
             return 1.0
         if not MIN_SPEED <= speed <= MAX_SPEED:
@@ -200,7 +200,7 @@ class Pipeline:
             codec.check_bitrate(rate, bitrate)
         except ValueError as exc:
             raise VeenaError("unsupported_bitrate", str(exc), 400, param="bitrate") from exc
-        return OutputFormat(codec=codec.name, sample_rate=rate, bitrate=bitrate)
+        return OutputFormat(codec=codec, sample_rate=rate, bitrate=bitrate)
 
     async def audio(self, job: Job, *, record: bool = True) -> AsyncIterator[bytes]:
         """Synthesis -> audio processing -> encoding, as one byte stream. Records the request
@@ -209,7 +209,7 @@ class Pipeline:
 
         A GPU fault becomes a 503 ``gpu_fault`` and starts draining the server; past
         ``server.request_deadline_s`` the audio stops at the next block and the stream ends
-        properly (``job.state["deadline_exceeded"]``).
+        properly (``job.deadline_exceeded``).
         """
         rt = self.runtime
         error_code = None
@@ -218,16 +218,16 @@ class Pipeline:
         job.timings.synthesis_started = time.perf_counter()
         self.active_streams += 1
         self._jobs[id(job)] = job
-        event("tts.inference_started", synthesizer=job.synthesizer, speaker=job.speaker.name,
-              format=job.output.codec, sample_rate=job.output.sample_rate, stream=job.stream,
+        event("tts.inference_started", synthesizer=job.synthesizer.name, speaker=job.speaker.name,
+              format=job.output.codec.name, sample_rate=job.output.sample_rate, stream=job.stream,
               chunks=len(job.chunks))
         try:
             tel = rt.telemetry
             pcm = tel.traced_stream("synthesize", self.hook.veena_synthesize(job=job, runtime=rt))
             if alignment.wants_words(job):
                 pcm = alignment.tap(pcm, job, rt)
-            if job.state.get("tempo"):
-                pcm = stretch(pcm, job.state["tempo"])
+            if job.tempo:
+                pcm = stretch(pcm, job.tempo)
             pcm = tel.traced_stream("process", self.hook.veena_process_audio(stream=pcm, job=job, runtime=rt))
             encoded = tel.traced_stream("encode", self.hook.veena_encode(
                 stream=_measure(pcm, job, deadline), job=job, runtime=rt))
@@ -238,13 +238,13 @@ class Pipeline:
                         event("tts.first_audio_emitted", bytes=len(data),
                               ttfb_ms=job.timings.ms_since_received(job.timings.first_byte),
                               first_pcm_ms=job.timings.ms_since_received(job.timings.first_audio))
-                    job.chunks_delivered = job.state.get("chunk_started", -1) + 1
+                    job.chunks_delivered = job.chunk_started + 1
                     job.bytes_sent += len(data)
                     yield data
-            if job.state.get("deadline_exceeded"):
+            if job.deadline_exceeded:
                 job.outcome, error_code = "failed", "deadline_exceeded"
-            elif job.state.get("stop"):
-                job.outcome, error_code = "failed", job.state["stop"]
+            elif job.stop_reason:
+                job.outcome, error_code = "failed", job.stop_reason
             else:
                 job.chunks_delivered = len(job.chunks)
                 job.outcome = "completed"
@@ -283,7 +283,7 @@ class Pipeline:
         """Counts and logs the fault; the first one starts draining the server."""
         self.runtime.telemetry.gpu_faults.add(1, {"kind": kind})
         event("tts.gpu_fault", kind=kind, error=type(exc).__name__, detail=str(exc)[:300],
-              synthesizer=job.synthesizer, bytes_sent=job.bytes_sent)
+              synthesizer=job.synthesizer.name, bytes_sent=job.bytes_sent)
         task = begin_draining(self.runtime, kind)
         if task is not None:
             self._background.add(task)
@@ -333,19 +333,19 @@ async def _measure(stream: AsyncIterator[PCM], job: Job,
                 job.timings.first_audio = time.perf_counter()
             job.audio_seconds += block.seconds
             yield block
-            if job.state.get("stop"):
+            if job.stop_reason:
                 return  # stop_streams(): end here, the encoder writes its tail
             if deadline is not None and time.perf_counter() > deadline:
-                job.state["deadline_exceeded"] = True
+                job.deadline_exceeded = True
                 event("tts.deadline_exceeded", audio_seconds=round(job.audio_seconds, 3),
-                      chunks_started=job.state.get("chunk_started", -1) + 1,
+                      chunks_started=job.chunk_started + 1,
                       chunks=len(job.chunks))
                 return
 
 
 def _takes_bitrate(codec: Any) -> bool:
-    """Whether a codec has a bitrate setting (its container format declares a range)."""
-    return getattr(getattr(codec, "container", None), "bitrate_range", None) is not None
+    """Whether a codec has a bitrate setting (its optional ``takes_bitrate`` attribute)."""
+    return getattr(codec, "takes_bitrate", False)
 
 
 def _sampling(req: GenerateRequest) -> SamplingOptions:
@@ -363,7 +363,7 @@ def to_record(job: Job, error_code: str | None = None) -> RequestRecord:
     return RequestRecord(
         id=job.record_id,
         request_id=job.request_id, key_id=job.principal.key_id if job.principal else None,
-        speaker=job.speaker.name, synthesizer=job.synthesizer, format=job.output.codec,
+        speaker=job.speaker.name, synthesizer=job.synthesizer.name, format=job.output.codec.name,
         sample_rate=job.output.sample_rate, stream=job.stream, original_text=job.text,
         normalized_text=job.normalized_text or "", chunks=len(job.chunks),
         chars_requested=sum(len(c) for c in job.chunks), chars_delivered=job.chars_delivered,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from veena.speakers import SpeakerCatalog
 
 log = logging.getLogger("veena")
+T = TypeVar("T")
 
 
 class Phase(StrEnum):
@@ -89,10 +91,32 @@ class Runtime:
     plugin_configs: dict[str, Any] = field(default_factory=dict)
     plugin_sources: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
-    """Shared objects plugins publish for each other (e.g. the key cache)."""
+    """Older string-keyed channel some plugins still publish on; new code uses ``publish``
+    and ``find``, which key by type."""
     phase: Phase = Phase.STARTING
     started: bool = False
     """Whether the ``veena_startup`` hooks have run (``lifecycle.start``)."""
+    created: float = field(default_factory=time.time)
+    """Wall-clock time the runtime was built (the ``created`` of ``/v1/models``)."""
+    published: dict[type, Any] = field(default_factory=dict, repr=False)
+    """Objects plugins share, by type: ``publish``, ``find``, ``withdraw``."""
+
+    def publish(self, value: T) -> T:
+        """Shares a plugin's object (its limiter, cache, engine), found by its type with
+        ``find``; one object per type, a later one replaces it."""
+        self.published[type(value)] = value
+        return value
+
+    def find(self, kind: type[T]) -> T | None:
+        """The published object of type ``kind`` (or of a subclass), else None."""
+        found = self.published.get(kind)
+        if found is None:
+            found = next((v for v in self.published.values() if isinstance(v, kind)), None)
+        return found
+
+    def withdraw(self, kind: type[T]) -> T | None:
+        """Removes and returns the published object of type ``kind`` (None if there is none)."""
+        return self.published.pop(kind, None)
 
     def plugin_config(self, name: str) -> Any:
         """The decoded ``[plugins.NAME]`` settings of plugin ``name`` (its Config defaults)."""

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -37,8 +38,22 @@ log = logging.getLogger("veena.apbwe")
 
 ENV_PATHS = ("VEENA_APBWE_PATH", "AP_BWE_CHECKPOINT_DIR")
 HEADER = "X-Super-Resolution"
-STATE_KEY = "apbwe"
+NAME = "apbwe"
 INPUT_RATE = 16000
+
+
+@dataclass(slots=True)
+class Loaded:
+    """This process's AP-BWE engine (``runtime.find(Loaded)``); None: requests are resampled."""
+
+    engine: Engine | None = None
+
+
+@dataclass(slots=True)
+class Spent:
+    """Seconds one request spent in the model (``job.get(Spent)``)."""
+
+    seconds: float = 0.0
 
 
 def _default_path() -> str | None:
@@ -76,7 +91,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _settings(runtime: Runtime) -> Config:
-    return runtime.plugin_config(STATE_KEY) or Config()
+    return runtime.plugin_config(NAME) or Config()
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -102,7 +117,7 @@ def load_engine(cfg: Config) -> Engine:
 @hookimpl
 async def veena_startup(runtime: Runtime) -> None:
     cfg = _settings(runtime)
-    runtime.state[STATE_KEY] = None
+    loaded = runtime.publish(Loaded())
     if not cfg.enabled:
         return
     if not cfg.checkpoint:
@@ -121,7 +136,7 @@ async def veena_startup(runtime: Runtime) -> None:
         log.warning("apbwe.unavailable", extra={"reason": str(exc), "checkpoint": cfg.checkpoint,
                                                 "fallback": "resampling"})
         return
-    runtime.state[STATE_KEY] = engine
+    loaded.engine = engine
     log.info("apbwe.loaded", extra={"checkpoint": cfg.checkpoint, "device": engine.device,
                                     "precision": engine.precision,
                                     "ms": round((time.perf_counter() - t0) * 1000, 1)})
@@ -129,9 +144,9 @@ async def veena_startup(runtime: Runtime) -> None:
 
 @hookimpl
 async def veena_shutdown(runtime: Runtime) -> None:
-    engine = runtime.state.pop(STATE_KEY, None)
-    if engine is not None:
-        await asyncio.to_thread(engine.close)
+    loaded = runtime.withdraw(Loaded)
+    if loaded is not None and loaded.engine is not None:
+        await asyncio.to_thread(loaded.engine.close)
 
 
 # --- the stream ------------------------------------------------------------------------------
@@ -142,10 +157,10 @@ def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime):
     cfg = _settings(runtime)
     if not cfg.enabled or job.output.sample_rate not in cfg.trigger_rates:
         return inner
-    synthesizer = runtime.synthesizers.get(job.synthesizer)
-    if getattr(synthesizer, "sample_rate", None) != INPUT_RATE:
+    if job.synthesizer.sample_rate != INPUT_RATE:
         return inner  # not narrow-band: the codec resamples as usual
-    engine = runtime.state.get(STATE_KEY)
+    loaded = runtime.find(Loaded)
+    engine = loaded.engine if loaded is not None else None
     if engine is None or engine.config.hr_sampling_rate != job.output.sample_rate:
         job.extra_headers[HEADER] = "resample-fallback"
         runtime.telemetry.events.add(1, {"event": "sr_fallback"})
@@ -228,7 +243,7 @@ async def super_resolve(inner: AsyncIterator[PCM], engine: Engine, cfg: Config,
         except BaseException:  # noqa: BLE001 - it was cancelled or already reported
             pass
         if job is not None:
-            job.state["apbwe_seconds"] = job.state.get("apbwe_seconds", 0.0) + spent
+            (job.get(Spent) or job.attach(Spent())).seconds += spent
 
 
 async def _drain(queue: asyncio.Queue, end: object) -> AsyncIterator[PCM]:

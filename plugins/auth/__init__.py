@@ -343,9 +343,9 @@ class Auth:
 
 
 def _principal(key: ApiKey) -> Principal:
-    return Principal(key_id=key.id, owner=key.owner, scopes=key.scopes, credits=key.credits,
-                     extra={"rate_per_minute": key.rate_per_minute,
-                            "max_streams": key.max_streams})
+    return Principal(key_id=key.id, key_prefix=key.prefix, owner=key.owner, scopes=key.scopes,
+                     credits=key.credits, rate_per_minute=key.rate_per_minute,
+                     max_streams=key.max_streams)
 
 
 # --- hooks ------------------------------------------------------------------------------------
@@ -363,7 +363,6 @@ def veena_startup(runtime: Runtime):
                            pgbouncer=cfg.pgbouncer, need=CreditLedger)
     auth = Auth(cfg, db)
     runtime.state["auth"] = auth
-    runtime.state["auth.enforced"] = lambda: auth.enforced
     telemetry = runtime.telemetry
     telemetry.gauge("veena_auth_keys_cached", "API keys in this process's cache",
                     lambda: float(len(auth.cache.by_hash)) if auth.cache else 0.0)
@@ -380,6 +379,12 @@ def veena_startup(runtime: Runtime):
 def veena_shutdown(runtime: Runtime):
     auth = _auth(runtime)
     return auth.stop() if auth is not None else None
+
+
+@hookimpl
+def veena_auth_enforced(runtime: Runtime) -> bool | None:
+    auth = _auth(runtime)
+    return None if auth is None else auth.enforced
 
 
 @hookimpl

@@ -1,5 +1,5 @@
-"""The built-in stage implementations: run the registered normalizers, pick the synthesizer and
-codec from their registries, encode CPU-bound codecs off the event loop. Third-party plugins
+"""The built-in stage implementations: run the registered normalizers, stream from the job's
+synthesizer, encode with the job's codec (CPU-bound codecs off the event loop). Third-party plugins
 wrap these hooks or register more normalizers, synthesizers and codecs; nothing here is
 special-cased elsewhere."""
 
@@ -78,7 +78,7 @@ def veena_chunk_text(text: str, job: Job, runtime: Runtime) -> list[str]:
 
 @hookimpl(trylast=True)
 def veena_synthesize(job: Job, runtime: Runtime) -> AsyncIterator[PCM]:
-    return runtime.synthesizers.get(job.synthesizer).stream(job)
+    return job.synthesizer.stream(job)
 
 
 @hookimpl(trylast=True)
@@ -88,8 +88,8 @@ def veena_process_audio(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) 
 
 @hookimpl(trylast=True)
 def veena_encode(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIterator[bytes]:
-    codec = runtime.codec(job.output.codec)
     out = job.output
+    codec = out.codec
     return encode_stream(
         stream, lambda: codec.open(out.sample_rate, streaming=job.stream, bitrate=out.bitrate),
         job, inline=getattr(codec, "encode_inline", False))

@@ -26,7 +26,7 @@ async def mark_chunks(stream: AsyncIterator[PCM], job: Job) -> AsyncIterator[PCM
     elapsed = 0.0
     try:
         async for block in stream:
-            starts.setdefault(max(job.state.get("chunk_started", 0), 0), elapsed)
+            starts.setdefault(max(job.chunk_started, 0), elapsed)
             elapsed += block.seconds
             yield block
     finally:

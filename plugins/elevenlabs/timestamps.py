@@ -42,7 +42,7 @@ async def start(request: Request, voice_id: str, output_format: str | None,
         client_host=request.client.host if request.client else None))
     job = pipeline.prepare(req, rid, principal)
     job.state[STARTS] = {}
-    state.update(voice=job.speaker.name, format=job.output.codec)
+    state.update(voice=job.speaker.name, format=job.output.codec.name)
     return job, pipeline.audio(job)
 
 
@@ -56,7 +56,7 @@ async def whole(request: Request, job: Job, audio: AsyncIterator[bytes]) -> Resp
     """One JSON object: all the audio and the whole alignment."""
     async with aclosing(audio):
         data = b"".join([chunk async for chunk in audio])
-    if job.state.get("deadline_exceeded"):
+    if job.deadline_exceeded:
         raise VeenaError("deadline_exceeded", "synthesis did not finish within this server's "
                          "request time limit; send shorter text or stream the response", 504)
     runtime = request.app.state.runtime

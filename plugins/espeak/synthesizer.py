@@ -138,7 +138,7 @@ class EspeakSynthesizer:
         request's queued work and aborts its synthesis at the next audio callback."""
         engine = await self._started()
         rate, pitch = _parameters(job.speaker.settings(self.name), self.config)
-        rate = scaled_rate(rate, job.state.get("speed", 1.0))
+        rate = scaled_rate(rate, job.speed)
         items = await self.plan(engine, job)
         if not items:
             return

@@ -61,7 +61,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RateLimits:
-    """This process's limiter (``runtime.state["ratelimit"]``)."""
+    """This process's limiter (``runtime.find(RateLimits)``)."""
 
     def __init__(self, config: Config, shared: RedisLimiter | None) -> None:
         self.config = config
@@ -114,8 +114,8 @@ class RateLimits:
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             self._redis_failed(exc)
 
-    def _limit(self, principal: Principal, field: str, default: int) -> int:
-        value = principal.extra.get(field)
+    @staticmethod
+    def _limit(value: int | None, default: int) -> int:
         return default if value is None else int(value)
 
     # --- requests per minute --------------------------------------------------------------
@@ -138,7 +138,7 @@ class RateLimits:
                     left.close()
         if principal is None or principal.key_id is None:
             return principal
-        limit = self._limit(principal, "rate_per_minute", self.config.requests_per_minute)
+        limit = self._limit(principal.rate_per_minute, self.config.requests_per_minute)
         if limit <= 0:
             return principal
         result = await self._hit(principal.key_id, limit)
@@ -148,7 +148,7 @@ class RateLimits:
                              f"rate limit of {limit} requests a minute reached; retry in "
                              f"{max(1, result.retry_after_s)} s", 429, headers=result.headers(),
                              limit=limit, retry_after_s=max(1, result.retry_after_s))
-        principal.extra["ratelimit_headers"] = result.headers()
+        principal.headers.update(result.headers())
         return principal
 
     # --- concurrent streams -------------------------------------------------------------------
@@ -157,8 +157,8 @@ class RateLimits:
         principal = job.principal
         assert principal is not None and principal.key_id is not None
         key, ttl = principal.key_id, self.config.stream_lease_seconds
-        limit = self._limit(principal, "max_streams", self.config.concurrent_streams)
-        job.extra_headers.update(principal.extra.get("ratelimit_headers", {}))
+        limit = self._limit(principal.max_streams, self.config.concurrent_streams)
+        job.extra_headers.update(principal.headers)
         async with aclosing(stream):
             if limit <= 0:
                 async for block in stream:
@@ -171,8 +171,7 @@ class RateLimits:
                 raise VeenaError("too_many_streams",
                                  f"this key already has {active} of {limit} concurrent streams "
                                  "open", 429,
-                                 headers={**principal.extra.get("ratelimit_headers", {}),
-                                          "Retry-After": "1"},
+                                 headers={**principal.headers, "Retry-After": "1"},
                                  limit=limit, active=active)
             renewed = time.monotonic()
             try:
@@ -198,7 +197,7 @@ class RateLimits:
 
 
 def _limits(runtime: Runtime) -> RateLimits | None:
-    return runtime.state.get("ratelimit")
+    return runtime.find(RateLimits)
 
 
 @hookimpl
@@ -211,8 +210,7 @@ def veena_startup(runtime: Runtime):
             shared = RedisLimiter(url, cfg.key_prefix, cfg.redis_timeout_seconds)
         except ImportError:
             log.warning("REDIS_URL is set but the `redis` package is missing: limiting per process")
-    limits = RateLimits(cfg, shared)
-    runtime.state["ratelimit"] = limits
+    limits = runtime.publish(RateLimits(cfg, shared))
     telemetry = runtime.telemetry
     telemetry.gauge("veena_ratelimit", "requests refused (limited, streams_refused) and "
                     "Redis errors since start",

@@ -315,7 +315,7 @@ class SparkSynthesizer:
             await self.start()
         m = self._loaded
         assert m is not None
-        settings = self._settings(job.speaker).at_speed(job.state.get("speed", 1.0))[0]
+        settings = self._settings(job.speaker).at_speed(job.speed)[0]
         s = job.sampling
         joiner = ChunkJoiner(round(self.config.chunk_crossfade_ms * self.sample_rate / 1000))
         global_tokens = list(settings.global_tokens) if settings.global_tokens else None

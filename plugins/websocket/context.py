@@ -119,9 +119,8 @@ class Context:
 
     async def _run(self) -> None:
         outcome, error = "completed", None
-        codec = self.pipeline.runtime.codec(self.output.codec)
-        assert codec is not None  # checked at start
         out = self.output
+        codec = out.codec
         encoded = encode_stream(
             self._pcm(), lambda: codec.open(out.sample_rate, streaming=True, bitrate=out.bitrate),
             inline=getattr(codec, "encode_inline", False))

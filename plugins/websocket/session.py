@@ -188,10 +188,9 @@ class Session:
         probe = self.pipeline.prepare(request(start, "a", normalize=False), self.request_id,
                                       self.principal)
         self.start, self.output = start, probe.output
-        codec = self.pipeline.runtime.codec(probe.output.codec)
-        assert codec is not None
+        codec = probe.output.codec
         event("ws.opened", key_id=self.principal.key_id if self.principal else None,
-              format=probe.output.codec, sample_rate=probe.output.sample_rate,
+              format=codec.name, sample_rate=probe.output.sample_rate,
               voice=probe.speaker.name)
         await self.send_event({
             "type": "ready", "request_id": self.request_id, "voice": probe.speaker.name,

@@ -10,6 +10,7 @@ from tests.support.fakes import config, info, synthesize, veena
 from tests.support.services import free_port
 from veena.platform.errors import VeenaError
 from veena.plugins.auth.keys import new_key
+from veena.plugins.ratelimit import RateLimits
 from veena.plugins.ratelimit.limiter import MemoryLimiter, RedisLimiter
 
 
@@ -107,11 +108,11 @@ def limiter_env(request, monkeypatch):
 def test_rate_limit_429_with_headers(limiter_env, tmp_path):
     async def main():
         async with veena(config(tmp_path)) as (p, _):
-            assert p.runtime.state["ratelimit"].backend == limiter_env
+            assert p.runtime.find(RateLimits).backend == limiter_env
             secret = await key(p, rate_per_minute=3)
             for _ in range(3):
                 principal = await p.admit(info(secret))
-            assert principal.extra["ratelimit_headers"]["RateLimit-Remaining"] == "0"
+            assert principal.headers["RateLimit-Remaining"] == "0"
             with pytest.raises(VeenaError) as err:
                 await p.admit(info(secret))
             e = err.value
@@ -120,7 +121,7 @@ def test_rate_limit_429_with_headers(limiter_env, tmp_path):
             assert e.headers["RateLimit-Remaining"] == "0" and "RateLimit-Reset" in e.headers
             # the default applies to keys without their own limit
             other = await key(p)
-            assert (await p.admit(info(other))).extra["ratelimit_headers"]["RateLimit-Limit"] == "120"
+            assert (await p.admit(info(other))).headers["RateLimit-Limit"] == "120"
     asyncio.run(main())
 
 
@@ -161,6 +162,6 @@ def test_redis_down_degrades_to_per_process_limits(tmp_path, monkeypatch, caplog
                 await p.admit(info(secret))
             assert err.value.code == "rate_limited"
             # one failure, then Redis is left alone for a while: no timeout per request
-            assert p.runtime.state["ratelimit"].stats["redis_errors"] == 1
+            assert p.runtime.find(RateLimits).stats["redis_errors"] == 1
     asyncio.run(main())
     assert "limiting per process" in caplog.text

@@ -29,7 +29,7 @@ async def allowed(limits, seconds: float, per_second: float = 20.0) -> int:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
-            await limits.admit([Principal(key_id="key_failover", extra={"rate_per_minute": RPM})])
+            await limits.admit([Principal(key_id="key_failover", rate_per_minute=RPM)])
             n += 1
         except VeenaError as exc:
             assert exc.code == "rate_limited"

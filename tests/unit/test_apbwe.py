@@ -20,7 +20,7 @@ from veena.platform.hookspecs import hookimpl  # noqa: E402
 from veena.platform.pipeline import Pipeline  # noqa: E402
 from veena.platform.plugins import build_runtime  # noqa: E402
 from veena.platform.schemas import GenerateRequest  # noqa: E402
-from veena.plugins.apbwe import Config, super_resolve  # noqa: E402
+from veena.plugins.apbwe import Config, Spent, super_resolve  # noqa: E402
 from veena.plugins.apbwe.checkpoint import (CheckpointError, find_checkpoint,  # noqa: E402
                                             load_generator, write_random_checkpoint)
 from veena.plugins.apbwe.dsp import enhance_reference, upsample  # noqa: E402
@@ -394,7 +394,7 @@ def test_veena_process_audio_applies_super_resolution_at_48k(small_ckpt):
     assert job.output.sample_rate == 48000
     assert len(body) // 2 == 3 * 16000 * 0.9  # three chunks of 0.3 s, every sample accounted for
     assert b"sr_used" in rt.telemetry.prometheus()
-    assert job.state["apbwe_seconds"] > 0
+    assert job.get(Spent).seconds > 0
 
 
 def test_other_rates_and_voices_are_left_alone(small_ckpt):

@@ -182,7 +182,7 @@ def test_mark_chunk_started_in_order_before_each_chunks_audio(synth):
     # Each mark came before any block of its chunk was handed on, and after the previous chunk's.
     assert [seen for _, seen in marks] == sorted(seen for _, seen in marks)
     assert marks[0][1] == 0 and marks[1][1] > 0 and marks[2][1] > marks[1][1]
-    assert job.state["chunk_started"] == 4
+    assert job.chunk_started == 4
 
 
 # --- cancellation ------------------------------------------------------------------------------

@@ -74,8 +74,8 @@ def test_speed_out_of_range(pipeline: Pipeline, speed: float) -> None:
 
 
 def test_speed_in_range_reaches_the_job(pipeline: Pipeline) -> None:
-    assert pipeline.prepare(GenerateRequest(text="Hi.", speed=2.0), "rid").state["speed"] == 2.0
-    assert "speed" not in pipeline.prepare(GenerateRequest(text="Hi.", speed=1.0), "rid").state
+    assert pipeline.prepare(GenerateRequest(text="Hi.", speed=2.0), "rid").speed == 2.0
+    assert pipeline.prepare(GenerateRequest(text="Hi.", speed=1.0), "rid").speed == 1.0
 
 
 class NoRate:
@@ -96,15 +96,15 @@ def _norate_pipeline() -> Pipeline:
 
 def test_speed_without_rate_control_is_a_time_stretch() -> None:
     job = _norate_pipeline().prepare(GenerateRequest(text="Hi.", speed=1.5), "rid")
-    assert job.state["tempo"] == 1.5
+    assert job.tempo == 1.5
 
 
 def test_espeak_does_what_its_rate_can_and_the_stretch_the_rest(pipeline: Pipeline) -> None:
-    assert "tempo" not in pipeline.prepare(GenerateRequest(text="Hi.", speed=2.0), "rid").state
+    assert pipeline.prepare(GenerateRequest(text="Hi.", speed=2.0), "rid").tempo is None
     job = pipeline.prepare(GenerateRequest(text="Hi.", speed=4.0), "rid")
-    assert job.state["tempo"] == pytest.approx(4.0 / (450 / 175))
+    assert job.tempo == pytest.approx(4.0 / (450 / 175))
     job = pipeline.prepare(GenerateRequest(text="Hi.", speed=0.25), "rid")
-    assert job.state["tempo"] == pytest.approx(0.25 / (80 / 175))
+    assert job.tempo == pytest.approx(0.25 / (80 / 175))
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -2,16 +2,34 @@
 
 from types import SimpleNamespace
 
+import pluggy
 import pytest
 
+from veena.platform import hookspecs
 from veena.platform.access import check_open_access
 from veena.platform.config import ServerConfig
 from veena.platform.errors import ConfigError
+from veena.platform.hookspecs import hookimpl
+
+
+class Auth:
+    """Answers ``veena_auth_enforced`` as an auth plugin would."""
+
+    def __init__(self, enforced):
+        self.enforced = enforced
+
+    @hookimpl
+    def veena_auth_enforced(self, runtime):
+        return self.enforced
 
 
 def runtime(host, enforced=None, allow=False):
-    state = {} if enforced is None else {"auth.enforced": lambda: enforced}
-    return SimpleNamespace(state=state, config=SimpleNamespace(
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(Auth(None), name="not-an-auth-plugin")  # abstains
+    if enforced is not None:
+        pm.register(Auth(enforced), name="auth")
+    return SimpleNamespace(pm=pm, config=SimpleNamespace(
         server=ServerConfig(host=host, allow_open_access=allow)))
 
 

@@ -353,7 +353,7 @@ def test_request_speed_reaches_the_prompt_as_a_speed_label(synth, monkeypatch):
     assert s.speed_factor(1.4, voice) == 1.4 and s.speed_factor(1.1, _pinned("kavya")) == 1.0
     seen = _record_submits(s.engine, monkeypatch)
     job = _job(voice, ["Hello."], max_tokens=10)
-    job.state["speed"] = 1.4
+    job.speed = 1.4
 
     async def run():
         return [p async for p in s.stream(job)]

@@ -194,3 +194,22 @@ def test_admin_api_on_an_open_server_wants_a_key(server):
     assert code(resp) == (401, "missing_api_key")
     resp = httpx.post(server.url + "/v1/admin/keys", json={"owner": "me"}, timeout=10)
     assert code(resp) == (401, "missing_api_key")
+
+
+def test_schema_documents_the_admin_routes(server):
+    doc = httpx.get(server.url + "/schema/openapi.json", timeout=10).json()
+    paths = doc["paths"]
+    assert {"/v1/admin/keys", "/v1/admin/keys/{key_id}", "/v1/admin/keys/{key_id}/revoke",
+            "/v1/admin/keys/{key_id}/credits", "/v1/admin/keys/{key_id}/usage",
+            "/v1/admin/keys/{key_id}/usage.csv", "/v1/admin/sentences",
+            "/v1/admin/sentences.csv"} <= set(paths)
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, method in (("/v1/admin/keys", "post"), ("/v1/admin/keys/{key_id}/usage", "get")):
+        responses = paths[path][method]["responses"]
+        for status in ("401", "403", "503"):
+            assert responses[status]["content"]["application/json"]["schema"] == error
+    assert "text/csv" in paths["/v1/admin/sentences.csv"]["get"]["responses"]["200"]["content"]
+    body = paths["/v1/admin/keys"]["post"]["requestBody"]["content"]["application/json"]
+    assert "owner" in str(body) or "$ref" in body["schema"]
+    assert {"since", "until", "limit"} <= {p["name"] for p in
+                                           paths["/v1/admin/sentences"]["get"]["parameters"]}

@@ -414,3 +414,14 @@ def test_voices_on_supabase_through_postgrest(pg_dsn, ckpt, clip, tmp_path):
             sql.close()
     finally:
         fake.stop()
+
+
+def test_per_key_rate_limits_apply_to_the_voice_routes(pg_dsn, clip, start_server):
+    """Voice routes are admitted like synthesis: a key's own requests-per-minute counts them."""
+    slow, _ = make_key(pg_dsn, "acme", rate_per_minute=2)
+    srv = start_server(env={"DATABASE_URL": pg_dsn})
+    answers = [httpx.get(srv.url + "/v1/voices/vc_00000000000000000000", headers=_auth(slow),
+                         timeout=10) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [404, 404]
+    assert error_code(answers[2]) == (429, "rate_limited") and "retry-after" in answers[2].headers
+    assert error_code(clone(srv, clip, key=slow)) == (429, "rate_limited")

@@ -64,6 +64,31 @@ def test_nul_text_on_postgres_loses_nothing_of_its_batch(pg_dsn, tmp_path, monke
     asyncio.run(main())
 
 
+def test_a_spool_written_before_records_were_stored_as_they_are_is_replayed(tmp_path,
+                                                                            monkeypatch):
+    """Spool lines of the former row type (the same fields, written by an older process) are
+    read as records and stored on the next start."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
+    line = ('{"id":"old-1","request_id":"old-req","key_id":null,"created_at":1700000000.5,'
+            '"original_text":"Dr. Rao \\u0000","normalized_text":"Doctor Rao","speaker":"kavya",'
+            '"synthesizer":"tone","format":"raw","sample_rate":24000,"stream":true,"chunks":1,'
+            '"chars_requested":9,"chars_delivered":9,"audio_seconds":0.5,"bytes_sent":100,'
+            '"ttfb_ms":null,"total_ms":12.0,"outcome":"completed","error_code":null}')
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "sentences-1-0000abcd.jsonl").write_text(line + "\n")
+
+    async def main():
+        async with veena(config(tmp_path)) as (p, _):
+            store = p.runtime.state["storage"]
+            assert await store.queue.wait_recovered(10)
+            (row,) = await store.db.sentences(request_id="old-req")
+            assert (row.id, row.original_text, row.created_at, row.total_ms) == \
+                ("old-1", "Dr. Rao \u0000", 1700000000.5, 12.0)
+            assert store.stats["replayed"] == 1
+    asyncio.run(main())
+
+
 def test_recording_is_a_queue_put_not_a_database_call(tmp_path):
     """``veena_request_finished`` returns no awaitable: nothing for the request to wait on."""
     from veena.plugins import storage

@@ -470,3 +470,52 @@ def test_official_sdk_realtime_client(server, tls_proxy):
         b"".join(client.text_to_speech.convert_realtime(voice_id="nobody",
                                                          text=iter(["Hello there. "])))
     assert err.value.status_code == 1008 and "nobody" in str(err.value.body)
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    """The neural voice (Veena3 on a tiny random checkpoint, CPU) behind the same routes."""
+    pytest.importorskip("torch")
+    from tests.conftest import Server
+    from tests.support.spark_checkpoint import tiny_checkpoint
+
+    class SparkServer(Server):
+        def _wait(self, timeout: float = 180.0) -> None:  # torch import and model load
+            super()._wait(timeout)
+
+    config = f"""
+[stages]
+synthesizer = "spark"
+
+[plugins.spark]
+model_path = "{tiny_checkpoint(tmp_path_factory)}"
+threads = 1
+max_tokens = 150
+"""
+    srv = SparkServer(config, tmp_path_factory.mktemp("spark-el-ws"))
+    yield srv
+    srv.stop()
+
+
+def test_the_neural_voice_streams_aligned_segments_and_close_context_frees_it(spark):
+    got = asyncio.run(speak(spark, "Hello there. How are you today?", output_format="pcm_16000"))
+    assert got.finals == ["default"] and got.close_code == 1000, got.errors
+    samples, rate = decode(bytes(got.audio["default"]), "pcm", 16000)
+    pieces = got.alignment["default"]
+    assert len(pieces) == 2 and got.chars().strip() == "Hello there. How are you today?"
+    check_alignment(pieces)
+    assert abs(sum(spans(pieces)) - len(samples) / rate) < 0.02
+
+    async def barge_in() -> Got:
+        async with websockets.connect(url(spark, multi=True, output_format="pcm_16000")) as ws:
+            await send(ws, text="One sentence here. " * 20, context_id="a")
+            got = Got()
+            while not got.audio:
+                absorb(got, json.loads(await asyncio.wait_for(ws.recv(), 60)))
+            await send(ws, context_id="a", close_context=True)  # unflushed: stops at once
+            await send(ws, close_socket=True)
+            return await read(ws, got)
+
+    stopped = asyncio.run(barge_in())
+    assert stopped.finals == ["a"] and stopped.close_code == 1000
+    wait_idle(spark, 30)

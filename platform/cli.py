@@ -25,18 +25,24 @@ def command(name: str, setup: Callable[[argparse.ArgumentParser], None]):
 
 
 def config_from_args(args: argparse.Namespace) -> VeenaConfig:
+    """The ``--config`` file (default: ``$VEENA_CONFIG``) with the command line's flags over
+    it: ``--synthesizer``, then each loaded plugin's own (``veena_apply_options``)."""
+    from veena.platform.plugins import build_plugin_manager
+
     config = load_config(getattr(args, "config", None))
     if getattr(args, "synthesizer", None):
         config.stages.synthesizer = args.synthesizer
-    if getattr(args, "model", None):  # the neural voice's checkpoint, as [plugins.spark] model_path
-        config.plugins.setdefault("spark", {})["model_path"] = args.model
+    pm, _sources = build_plugin_manager(config, getattr(args, "extra_plugins", ()))
+    pm.hook.veena_apply_options(args=args, config=config)
     return config
+
+
+SERVICE_COMMANDS = ("serve", "say")
+"""Sub-commands that run the service and so take plugins' flags (``veena_serve_options``)."""
 
 
 def _voice_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthesizer", help="synthesizer serving requests (config: stages.synthesizer)")
-    p.add_argument("--model", help="neural voice checkpoint folder with LLM/ and BiCodec/ "
-                                   "(config: plugins.spark.model_path; env: VEENA_MODEL_PATH)")
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -166,25 +172,29 @@ def _load_command_modules() -> None:
 
 
 def build_parser(plugins: Iterable[tuple[str, object]] = ()) -> argparse.ArgumentParser:
-    """The ``veena`` parser: core commands, then those of plugins (``plugins``: extra
-    in-process (name, plugin) pairs next to the entry points)."""
+    """The ``veena`` parser: core commands (those running the service with every plugin's
+    ``veena_serve_options`` flags), then plugins' own commands (``plugins``: extra in-process
+    (name, plugin) pairs next to the entry points)."""
+    from veena.platform.plugins import build_plugin_manager
+
     _load_command_modules()
+    plugins = tuple(plugins)
+    pm, _sources = build_plugin_manager(load_config(None), plugins)
     parser = argparse.ArgumentParser(prog="veena", description="Veena text-to-speech")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (setup, fn) in COMMANDS.items():
         p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0])
         p.add_argument("--config", help="TOML configuration file (default: $VEENA_CONFIG)")
         setup(p)
-        p.set_defaults(func=fn)
-    _plugin_commands(sub, plugins)
+        if name in SERVICE_COMMANDS:
+            pm.hook.veena_serve_options(parser=p)
+        p.set_defaults(func=fn, extra_plugins=plugins)
+    _plugin_commands(sub, pm)
     return parser
 
 
-def _plugin_commands(sub: argparse._SubParsersAction, plugins: Iterable[tuple[str, object]]) -> None:
+def _plugin_commands(sub: argparse._SubParsersAction, pm) -> None:
     """Sub-commands from ``veena_register_commands``; each also takes ``--config``."""
-    from veena.platform.plugins import build_plugin_manager
-
-    pm, _sources = build_plugin_manager(load_config(None), plugins)
     try:
         pm.hook.veena_register_commands(subparsers=sub)
     except argparse.ArgumentError as exc:  # a name already taken

@@ -153,21 +153,15 @@ def modal_settings(config: VeenaConfig, environ: Mapping[str, str] | None = None
 def service_config(config: VeenaConfig, settings: ModalSettings) -> VeenaConfig:
     """The configuration a Modal container serves with: ``config`` bound to all interfaces
     (so the open-access check applies: keys, or ``server.allow_open_access``), the deployment's
-    synthesizer, engine and checkpoint paths, engine slots sized to ``max_inputs``, and the
-    request deadline from ``timeout`` unless the file sets one. Changes ``config`` in place."""
+    synthesizer, the request deadline from ``timeout`` unless the file sets one, and what each
+    loaded plugin takes from the settings (``veena_deploy_overrides``: the neural voice's
+    checkpoint, engine and slots, the super-resolution checkpoint). Changes ``config`` in place."""
+    from veena.platform.plugins import build_plugin_manager
+
     config.server.host = "0.0.0.0"
     config.stages.synthesizer = settings.synthesizer
     if config.server.request_deadline_s is None:
         config.server.request_deadline_s = settings.request_deadline_s()
-    plugins = config.plugins
-    if settings.synthesizer == "spark":
-        spark = plugins.setdefault("spark", {})
-        spark["model_path"] = settings.model_path
-        spark["engine"] = settings.engine
-        if settings.engine == "torch":
-            spark.setdefault("slots", settings.max_inputs)
-        elif settings.engine == "vllm":
-            spark["vllm"] = {"max_num_seqs": settings.max_inputs, **spark.get("vllm", {})}
-    if "apbwe" not in config.disable:
-        plugins.setdefault("apbwe", {}).setdefault("checkpoint", settings.apbwe_path)
+    pm, _sources = build_plugin_manager(config)
+    pm.hook.veena_deploy_overrides(settings=settings, config=config)
     return config

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from litestar.handlers import BaseRouteHandler
 
     from veena.codecs.base import Codec
+    from veena.platform.config import VeenaConfig
+    from veena.platform.deploy import ModalSettings
     from veena.platform.alignment import WordTime
     from veena.platform.audio import PCM
     from veena.platform.job import Job, Principal
@@ -114,6 +116,49 @@ def veena_register_commands(subparsers: argparse._SubParsersAction) -> None:
     :return: None.
 
     Called once when the ``veena`` parser is built, on every plugin (registration pattern).
+    """
+
+
+# --- command line and deployment -------------------------------------------------------------
+
+@hookspec
+def veena_serve_options(parser: argparse.ArgumentParser) -> None:
+    """Flags this plugin adds to the commands that run the service (``veena serve``, ``say``).
+
+    :param parser: the sub-command's parser; add this plugin's own flags with
+        ``parser.add_argument`` (default None, so an unset flag leaves the configuration alone).
+    :return: None.
+
+    Called once per such sub-command when the ``veena`` parser is built, on every plugin
+    (registration pattern); ``veena_apply_options`` later reads the parsed values.
+    """
+
+
+@hookspec
+def veena_apply_options(args: argparse.Namespace, config: VeenaConfig) -> None:
+    """Writes this plugin's parsed flags (``veena_serve_options``) into the configuration.
+
+    :param args: the parsed command line; a flag the command does not have is absent.
+    :param config: the loaded configuration, changed in place; a plugin writes its own
+        ``config.plugins[NAME]`` table (e.g. ``--model`` -> ``plugins.spark.model_path``).
+    :return: None.
+
+    Called once per command run, before the runtime is built, on every loaded plugin (fan-out).
+    """
+
+
+@hookspec
+def veena_deploy_overrides(settings: ModalSettings, config: VeenaConfig) -> None:
+    """Writes what a deployment decides for this plugin into the configuration it serves.
+
+    :param settings: the deployment's settings (``[deploy.modal]`` with its environment
+        overrides: synthesizer, engine, checkpoint paths, ``max_inputs`` ...).
+    :param config: the configuration the deployment will serve, changed in place; a plugin
+        writes its own ``config.plugins[NAME]`` table.
+    :return: None.
+
+    Called once by ``veena.platform.deploy.service_config``, after the core settings (host,
+    synthesizer, deadline) are set, on every loaded plugin (fan-out).
     """
 
 

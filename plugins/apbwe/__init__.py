@@ -261,3 +261,9 @@ def veena_register_commands(subparsers) -> None:
     from veena.plugins.apbwe import command
 
     command.register(subparsers)
+
+
+@hookimpl
+def veena_deploy_overrides(settings, config) -> None:
+    """The deployment's checkpoint, unless the configuration names one."""
+    config.plugins.setdefault(NAME, {}).setdefault("checkpoint", settings.apbwe_path)

@@ -22,6 +22,7 @@ from veena.platform.runtime import Runtime
 
 log = logging.getLogger("veena.spark")
 
+NAME = "spark"
 ENV_MODEL_PATH = "VEENA_MODEL_PATH"
 SAMPLE_RATE = 16000
 HOP = 320
@@ -164,3 +165,29 @@ def veena_register_commands(subparsers) -> None:
     from veena.plugins.spark import command
 
     command.register(subparsers)
+
+
+@hookimpl
+def veena_serve_options(parser) -> None:
+    parser.add_argument("--model", help="neural voice checkpoint folder with LLM/ and BiCodec/ "
+                                        "(config: plugins.spark.model_path; env: VEENA_MODEL_PATH)")
+
+
+@hookimpl
+def veena_apply_options(args, config) -> None:
+    if getattr(args, "model", None):
+        config.plugins.setdefault(NAME, {})["model_path"] = args.model
+
+
+@hookimpl
+def veena_deploy_overrides(settings, config) -> None:
+    """The deployment's checkpoint and engine; engine slots sized to ``max_inputs``."""
+    if settings.synthesizer != NAME:
+        return
+    spark = config.plugins.setdefault(NAME, {})
+    spark["model_path"] = settings.model_path
+    spark["engine"] = settings.engine
+    if settings.engine == "torch":
+        spark.setdefault("slots", settings.max_inputs)
+    elif settings.engine == "vllm":
+        spark["vllm"] = {"max_num_seqs": settings.max_inputs, **spark.get("vllm", {})}

@@ -212,3 +212,53 @@ def test_await_all_closes_the_coroutines_after_a_failure():
     assert ran == ["ok"]
     assert results[2].cr_frame is None  # closed unrun: no "never awaited" warning at exit
     assert asyncio.run(await_all([ok(), 3])) == [None, 3]
+
+
+class Flags:
+    """A third-party-style plugin with its own flag on the service commands."""
+
+    @hookimpl
+    def veena_serve_options(self, parser):
+        parser.add_argument("--greeting", help="what the flags plugin says")
+
+    @hookimpl
+    def veena_apply_options(self, args, config):
+        if getattr(args, "greeting", None):
+            config.plugins.setdefault("flags", {})["greeting"] = args.greeting
+
+
+def test_serve_options_reach_serve_and_say_and_are_applied_by_their_plugin(monkeypatch):
+    from veena.platform.cli import build_parser, config_from_args
+
+    monkeypatch.delenv("VEENA_CONFIG", raising=False)
+    parser = build_parser([("flags", Flags())])
+    args = parser.parse_args(["say", "hi", "--greeting", "namaste", "--model", "/ck"])
+    config = config_from_args(args)
+    assert config.plugins["flags"] == {"greeting": "namaste"}
+    assert config.plugins["spark"] == {"model_path": "/ck"}  # the spark plugin's own --model
+    serve = parser.parse_args(["serve", "--greeting", "hello"])
+    assert config_from_args(serve).plugins == {"flags": {"greeting": "hello"}}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["voices", "--greeting", "x"])  # not a service command
+
+
+def test_apply_options_writes_nothing_for_unset_flags(monkeypatch):
+    from veena.platform.cli import build_parser, config_from_args
+
+    monkeypatch.delenv("VEENA_CONFIG", raising=False)
+    args = build_parser([("flags", Flags())]).parse_args(["serve"])
+    assert config_from_args(args).plugins == {}
+
+
+def test_deploy_overrides_come_from_each_plugin():
+    from veena.platform.deploy import ModalSettings, service_config
+
+    cfg = service_config(parse_config({}), ModalSettings(engine="vllm", max_inputs=8,
+                                                             target_inputs=8))
+    assert cfg.plugins["spark"] == {"model_path": "/models/veena3", "engine": "vllm",
+                                    "vllm": {"max_num_seqs": 8}}
+    assert cfg.plugins["apbwe"] == {"checkpoint": "/models/apbwe/16kto48k"}
+    # a disabled plugin is not loaded, so veena_deploy_overrides never reaches it
+    plain = service_config(parse_config({"disable": ["apbwe", "spark"]}),
+                           ModalSettings(synthesizer="espeak"))
+    assert plain.plugins == {}

@@ -178,8 +178,8 @@ def fraction_words(whole: int | None, a: int, b: int, lang: str) -> str:
             return f"{numbers.cardinal(whole, 'en')} and {_EN_AND[a, b]}"
         if (a, b) == (1, 2) and lang != "en":
             return numbers.with_half(whole, lang)  # डेढ़, ढाई, साढ़े तीन; ఒకటిన్నర
-        if lang == "hi" and (a, b) == (1, 4):
-            return f"सवा {numbers.cardinal(whole, 'hi')}"
+        if lang == "hi" and (a, b) == (1, 4):  # 1¼ is सवा alone (सवा किलो); the clock differs
+            return "सवा" if whole == 1 else f"सवा {numbers.cardinal(whole, 'hi')}"
         if lang == "hi" and (a, b) == (3, 4):
             return f"पौने {numbers.cardinal(whole + 1, 'hi')}"
     words = _FRACTIONS[lang].get((a, b)) or \

@@ -81,7 +81,8 @@ def _requirements(extra: str, names: Iterable[str]) -> list[str]:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"][extra]
     found = [r for r in listed if re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() in wanted]
-    assert len(found) == len(wanted), (extra, found)
+    if len(found) != len(wanted):
+        raise RuntimeError(f"pyproject's [{extra}] extra lacks one of {sorted(wanted)}: {found}")
     return found
 
 

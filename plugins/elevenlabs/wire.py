@@ -307,7 +307,6 @@ class ElevenLabsSocket:
         return original, normalized
 
     def _error(self, code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
-        details.pop("request_id", None)
         return {"message": message, "error": code, "code": POLICY_VIOLATION, **details}
 
 

@@ -222,6 +222,23 @@ def test_flush_speaks_a_partial_sentence_at_once(server):
     assert got.close_code == 1000
 
 
+def test_auto_mode_speaks_each_message_at_once(server):
+    async def main() -> Got:
+        async with websockets.connect(url(server, output_format="pcm_16000",
+                                          auto_mode="true")) as ws:
+            await send(ws, text=" ")
+            await send(ws, text="Hello there friend")  # no boundary, no flush
+            got = Got()
+            while not got.alignment:
+                absorb(got, json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            await send(ws, text="")
+            return await read(ws, got)
+
+    got = asyncio.run(main())
+    # without auto_mode the max-wait timer would speak "Hello there" and keep "friend" back
+    assert "".join(got.alignment["default"][0]["chars"]).strip() == "Hello there friend"
+
+
 def test_voice_settings_speed_changes_the_duration(server):
     slow, fast = (asyncio.run(speak(server, "A sentence to time at two speeds.",
                                     output_format="pcm_16000", voice_settings={"speed": s}))

@@ -18,6 +18,7 @@ How it flows (docs/hooks.md, ``veena_align``):
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import re
 from collections.abc import AsyncIterator
@@ -115,7 +116,10 @@ class Alignment:
         """Every word so far, in order."""
         return [w for p in self.pieces for w in p["words"]]
 
-    def _source(self, chunk: int, start: int, end: int) -> tuple[int, int]:
+    def build_map(self) -> SourceMap:
+        """Works out how the chunks map to ``job.text`` (a pure function of the texts: may run
+        on a worker thread, as ``tap`` does; tens of milliseconds for thousands of rewritten
+        characters)."""
         if self._map is None:
             joined, at = "", []
             for text in self.job.chunks:
@@ -124,8 +128,12 @@ class Alignment:
                 joined += text
             self._offsets = at
             self._map = original_map(self.job.text, joined, self.job.state.get(Rewrites, ()))
+        return self._map
+
+    def _source(self, chunk: int, start: int, end: int) -> tuple[int, int]:
+        source = self.build_map()
         base = self._offsets[chunk]
-        return self._map.source(base + start, base + end)
+        return source.source(base + start, base + end)
 
     def add(self, chunk: int, start: float, end: float, words: list[WordTime]) -> None:
         """Chunk ``chunk`` spans ``start``-``end`` seconds of the synthesizer's audio; its
@@ -161,12 +169,14 @@ async def tap(stream: AsyncIterator[PCM], job: Job, runtime: Runtime) -> AsyncIt
     current, begin, samples, rate = -1, 0, 0, 0
     parts: list[np.ndarray] = []
     marked = False
+    mapped = asyncio.get_running_loop().run_in_executor(None, alignment.build_map)
 
     async def finish(chunk: int, end: int) -> None:
         audio = PCM(np.concatenate(parts) if parts else np.zeros(0, np.int16), rate or 1)
         words = runtime.pm.hook.veena_align(job=job, chunk=chunk, audio=audio, runtime=runtime)
         if isawaitable(words):
             words = await words
+        await mapped
         alignment.add(chunk, begin / (rate or 1), end / (rate or 1), list(words or ()))
 
     async with aclosing(stream):

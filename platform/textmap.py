@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from typing import Protocol
 
 _TOKEN = re.compile(r"[\w\u0900-\u0963\u0966-\u0DFF\u0300-\u036F\u200C\u200D]+|[^\w\s]")
@@ -75,10 +74,8 @@ class TextMap:
         if src == out:
             return cls.identity(len(src))
         a, b = list(_TOKEN.finditer(src)), list(_TOKEN.finditer(out))
-        matcher = SequenceMatcher(None, [m.group() for m in a], [m.group() for m in b],
-                                  autojunk=False)
         pieces: list[Piece] = []
-        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        for op, i1, i2, j1, j2 in _align([m.group() for m in a], [m.group() for m in b]):
             if op == "equal":
                 pieces.extend(Piece(b[j].start(), b[j].end(), a[i].start(), a[i].end(), True)
                               for i, j in zip(range(i1, i2), range(j1, j2)))
@@ -114,6 +111,57 @@ class TextMap:
     def then(self, after: SourceMap) -> SourceMap:
         """This map followed by ``after`` (a map of a later rewrite of this one's output)."""
         return Chain(self, after)
+
+
+UNCONFIRMED = 3
+"""Extra cost of a match whose next tokens differ (a lone "the" inside a rewrite)."""
+SYMBOL = 3
+"""Extra cost of a match on a symbol ("," "." "-"), weaker evidence than a word."""
+
+
+def _align(a: list[str], b: list[str],
+           window: int = 48) -> list[tuple[str, int, int, int, int]]:
+    """Opcodes (as ``difflib``'s) taking ``a`` to ``b``, in one left-to-right pass: tokens equal
+    in turn match; after a mismatch, the next match is the pair nearest ahead (fewest tokens
+    skipped on both sides, within ``window``; a pair whose next tokens differ counts
+    ``UNCONFIRMED`` more, one on a symbol ``SYMBOL`` more).
+    Linear in the text: a rewrite changes a few tokens here and there, and repeated words make
+    a full LCS (``SequenceMatcher``) take seconds on a long text."""
+    where: dict[str, list[int]] = {}
+    for n, token in enumerate(b):
+        where.setdefault(token, []).append(n)
+    ops: list[tuple[str, int, int, int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            ops.append(("equal", i, i + 1, j, j + 1))
+            i, j = i + 1, j + 1
+            continue
+        best: tuple[int, int, int] | None = None  # (cost, i, j) of the next match
+        for x in range(min(window, len(a) - i)):
+            if best is not None and x >= best[0]:
+                break
+            found = where.get(a[i + x], ())
+            at = bisect.bisect_left(found, j)
+            while at < len(found) and found[at] - j < window:
+                y = found[at]
+                at += 1
+                if best is not None and x + y - j >= best[0]:
+                    break
+                ends = (i + x + 1 == len(a), y + 1 == len(b))
+                alone = ends != (True, True) and (any(ends) or a[i + x + 1] != b[y + 1])
+                cost = x + y - j + (UNCONFIRMED if alone else 0) + (
+                    0 if a[i + x][0].isalnum() else SYMBOL)
+                if best is None or cost < best[0]:
+                    best = (cost, i + x, y)
+        if best is None:
+            break
+        _, k, n = best
+        ops.append(("replace", i, k, j, n))
+        i, j = k, n
+    if i < len(a) or j < len(b):
+        ops.append(("replace", i, len(a), j, len(b)))
+    return ops
 
 
 class Chain:

@@ -61,6 +61,35 @@ def test_from_edits_and_a_recorded_rewrite_compose_with_the_normalizer():
     assert client[slice(*m.source(0, 4))] == "Call"
 
 
+MANY = ("I need ₹2,50,000 by Monday, Dr. Rao paid 2 kg rice & 3.5 litres at 5 pm. मुझे "
+        "₹2,50,000 चाहिए, please call me. The 3rd of 4 items, i.e. 25%, costs $5.")
+
+
+def test_between_keeps_words_between_rewrites_and_takes_no_anchor_from_symbols():
+    from veena.plugins.normalize import TextNormalizer
+    out = TextNormalizer().normalize_for(MANY)
+    m = TextMap.between(MANY, out)
+    got = [(w, MANY[slice(*m.source(out.index(w), out.index(w) + len(w)))])
+           for w in ("rice", "litres", "चाहिए", "please", "items", "costs", "dollars")]
+    assert got == [("rice", "rice"), ("litres", "litres"), ("चाहिए", "चाहिए"),
+                   ("please", "please"), ("items", "items"), ("costs", "costs"),
+                   ("dollars", "$5")]
+
+
+def test_between_is_linear_in_the_text():
+    """Repeated words made difflib's LCS take 15 s on 8,700 characters."""
+    import time
+    from veena.plugins.normalize import TextNormalizer
+    text = " ".join([MANY] * 60)
+    out = TextNormalizer().normalize_for(text)
+    t0 = time.perf_counter()
+    m = TextMap.between(text, out)
+    assert time.perf_counter() - t0 < 3.0
+    last = out.rindex("dollars")
+    assert text[slice(*m.source(last, last + 7))] == "$5"
+    assert m.source(last, last + 7)[0] > len(text) - 10
+
+
 def test_inserted_words_map_to_an_empty_span_where_they_stand():
     m = TextMap.between("a b", "a x b")
     assert m.source(2, 3) == (1, 1)

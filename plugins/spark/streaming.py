@@ -29,6 +29,10 @@ class WindowPlan:
     """Tokens of context decoded before the emitted block (dropped from the output)."""
     lookahead: int = 24
     """Tokens that must exist after a block before it is emitted (decoded, then dropped)."""
+    first_lookahead: int | None = None
+    """Lookahead of the first block only (None: ``lookahead``). Fewer tokens let the first
+    audio leave sooner, at the cost of a larger error where the first and second windows meet
+    (measured in docs/benchmarks.md); later seams are unchanged."""
     first_block: int = 6
     """Tokens in the first block: small, for time to first audio."""
     block: int = 40
@@ -46,14 +50,19 @@ class WindowPlan:
             raise ValueError("window sizes must be non-negative and blocks at least one token")
         if self.ramp <= 0:
             raise ValueError("ramp must be positive")
-        if not 0 <= self.crossfade <= self.lookahead * self.hop:
+        if self.first_lookahead is not None and self.first_lookahead < 0:
+            raise ValueError("first_lookahead must be non-negative")
+        shortest = min(self.lookahead, self.lookahead_after(0))
+        if not 0 <= self.crossfade <= shortest * self.hop:
             raise ValueError(f"crossfade ({self.crossfade} samples) must fit in the lookahead "
-                             f"({self.lookahead} tokens = {self.lookahead * self.hop} samples)")
+                             f"({shortest} tokens = {shortest * self.hop} samples)")
 
     @property
     def max_window(self) -> int:
         """The most tokens one decoder call ever sees."""
-        return self.left + max(self.first_block, self.block) + self.lookahead
+        return max(self.left + self.block + self.lookahead,
+                   self.first_block + self.lookahead_after(0),
+                   self.left + self.first_block + self.lookahead)
 
     def block_after(self, emitted: int) -> int:
         """Tokens in the block that follows ``emitted`` emitted tokens."""
@@ -61,12 +70,18 @@ class WindowPlan:
             return self.first_block
         return max(1, min(self.block, math.ceil(self.ramp * emitted)))
 
+    def lookahead_after(self, emitted: int) -> int:
+        """Lookahead of the block that follows ``emitted`` emitted tokens."""
+        if emitted == 0 and self.first_lookahead is not None:
+            return self.first_lookahead
+        return self.lookahead
+
     def window_lengths(self) -> list[int]:
         """Token counts of the windows a long utterance decodes (last windows aside)."""
         lengths, emitted = set(), 0
         while True:
             block = self.block_after(emitted)
-            lengths.add(min(emitted, self.left) + block + self.lookahead)
+            lengths.add(min(emitted, self.left) + block + self.lookahead_after(emitted))
             if block == self.block and emitted >= self.left:
                 return sorted(lengths)  # every later window is this one's size
             emitted += block
@@ -74,7 +89,7 @@ class WindowPlan:
     def first_audio_after(self) -> int:
         """Tokens that must be generated before the first block can leave (if the utterance
         is at least that long)."""
-        return self.first_block + self.lookahead
+        return self.first_block + self.lookahead_after(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +155,11 @@ class StreamingDecoder:
         p, e, n = self.plan, self._emitted, self.received
         if e >= n:
             return None
-        block = p.block_after(e)
-        if not self._finished and n < e + block + p.lookahead:
+        block, lookahead = p.block_after(e), p.lookahead_after(e)
+        if not self._finished and n < e + block + lookahead:
             return None
         emit_to = min(n, e + block)
-        stop = min(n, emit_to + p.lookahead)
+        stop = min(n, emit_to + lookahead)
         start = max(0, e - p.left)
         last = self._finished and emit_to == n
         window = Window(start, e, emit_to, stop,

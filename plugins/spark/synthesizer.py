@@ -57,6 +57,8 @@ class DecoderRunner:
 
     def __init__(self, decoder: Any, device: Any, workers: int, max_batch: int = 64) -> None:
         self.decoder = decoder
+        self.first_window: Any = None
+        """A ``FirstWindowGraph`` once ``warm_up`` captured one (CUDA only)."""
         self.device = device
         self.workers = workers
         self.max_batch = max_batch
@@ -117,12 +119,13 @@ class DecoderRunner:
                     future.set_exception(error)
         self._launch()
 
-    def warm_up(self, lengths: Sequence[int]) -> None:
+    def warm_up(self, lengths: Sequence[int], first_window: int | None = None) -> None:
         """Decodes windows of ``lengths`` at every padded batch size on every worker thread, so
         no request pays for loading kernels, choosing convolution algorithms or growing the
         memory pool (CUDA only; blocking). Each worker decodes on its own CUDA stream, and
         PyTorch keeps freed memory per stream, so warming one thread left the others cold (on
-        an H200, warming them all took the 8-stream p95 time to first byte from 278 to 195 ms)."""
+        an H200, warming them all took the 8-stream p95 time to first byte from 278 to 195 ms).
+        With ``first_window`` (a token count), also captures that one-row window as a graph."""
         if self.device.type != "cuda":
             return
         everyone = threading.Barrier(self.workers, timeout=300)
@@ -136,6 +139,17 @@ class DecoderRunner:
 
         for done in [self._pool.submit(warm) for _ in range(self.workers)]:
             done.result()
+        if first_window:
+            self.first_window = self._pool.submit(self._capture, first_window).result()
+
+    def _capture(self, length: int) -> Any:
+        import torch
+
+        from veena.plugins.spark.decoder_graph import FirstWindowGraph
+
+        d = self._speaker(tuple(range(32)))
+        with torch.inference_mode(), self._gpu_stream():
+            return FirstWindowGraph(self.decoder, self.device, length, d.shape[-1])
 
     def _row_buckets(self) -> list[int]:
         return [r for r in ROW_BUCKETS if r < self.max_batch] + [self.max_batch]
@@ -165,6 +179,11 @@ class DecoderRunner:
         import torch
 
         n = len(windows)
+        if n == 1 and self.first_window is not None:
+            with torch.inference_mode(), self._gpu_stream():
+                wav = self.first_window.decode(windows[0], d_vectors[0])
+            if wav is not None:
+                return wav.numpy()
         if self.pad_rows:  # a few fixed shapes: pad rows with the last window
             rows = next(r for r in self._row_buckets() if r >= n)
             windows = list(windows) + [windows[-1]] * (rows - n)
@@ -264,7 +283,8 @@ class SparkSynthesizer:
         if decoder.hop_length != self.plan.hop:
             raise ValueError(f"BiCodec hop {decoder.hop_length} != {self.plan.hop}")
         runner = DecoderRunner(decoder, torch.device(device), cfg.decode_workers)
-        runner.warm_up(self.plan.window_lengths())
+        runner.warm_up(self.plan.window_lengths(),
+                       self.plan.first_audio_after() if cfg.first_window_graph else None)
         options: dict[str, Any] = {"dtype": cfg.resolved_dtype(device)}
         if cfg.engine in ("torch", "hf"):
             options.update(device=device, threads=cfg.threads or (1 if device == "cpu" else None))

@@ -4,6 +4,7 @@ one emitted block at 5 s and 60 s into an utterance (it must not grow with lengt
     .venv/bin/python tests/performance/bench_spark_decoder.py                  # tiny: quick
     .venv/bin/python tests/performance/bench_spark_decoder.py --seam --size full  # minutes on CPU
     .venv/bin/python tests/performance/bench_spark_decoder.py --cost --size both
+    .venv/bin/python tests/performance/bench_spark_decoder.py --first --size full  # first seam
 
 Random weights in the released shapes (``--size full``) or the test checkpoint's (``tiny``).
 Results and the machine go into docs/benchmarks.md.
@@ -86,6 +87,37 @@ def seam_table(size: str, seconds: float, grid: list[tuple[int, int]]) -> None:
               f"{err.max() * 32767:.2f} | {snr:.1f} |", flush=True)
 
 
+def first_seam_table(size: str, seconds: float, policies: list[tuple[int, int]]) -> None:
+    """Error of the first seam: the streamed waveform against a whole decode when only the
+    first block's lookahead shrinks (left and later lookaheads stay at 24, blocks ramp to 80)."""
+    model = build(size)
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 8192, int(seconds * TOKENS_PER_SECOND))
+    d = model.speaker_embedding(torch.tensor(rng.integers(0, 4096, (1, 32))))
+    with torch.inference_mode():
+        full = model.decode_with_embedding(torch.tensor([tokens]), d)[0].numpy()
+    head = TOKENS_PER_SECOND * HOP  # the first second: where the first seam lies
+    print(f"\nfirst-seam error, {size} decoder, {seconds:g} s of random tokens "
+          f"(signal RMS {np.sqrt(np.mean(full ** 2)):.3f}); later windows 24 + block + 24")
+    print("| first block | first lookahead | tokens before first audio | max error, int16 LSB | "
+          "max error dB (re full scale) | SNR dB, first second | SNR dB, whole |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for first, ahead in policies:
+        plan = WindowPlan(first_block=first, first_lookahead=ahead, block=80,
+                          crossfade=min(160, ahead * HOP))
+        streamed, _ = stream_decode(model, tokens, d, plan)
+        assert len(streamed) == len(full)
+        err = np.abs(streamed - full)
+
+        def snr(a: np.ndarray, e: np.ndarray) -> float:
+            return 10 * np.log10(np.sum(a ** 2) / max(np.sum(e ** 2), 1e-30))
+
+        peak = max(err.max(), 1e-12)
+        print(f"| {first} | {ahead} | {plan.first_audio_after()} | {peak * 32767:.2f} | "
+              f"{20 * np.log10(peak):.1f} | {snr(full[:head], err[:head]):.1f} | "
+              f"{snr(full, err):.1f} |", flush=True)
+
+
 def cost_table(size: str, plan: WindowPlan, sample: int, repeats: int = 2) -> None:
     model = build(size)
     torch.set_grad_enabled(False)
@@ -127,6 +159,7 @@ def main() -> None:
     ap.add_argument("--size", choices=["tiny", "full", "both"], default="tiny")
     ap.add_argument("--seam", action="store_true", help="only the seam-error table")
     ap.add_argument("--cost", action="store_true", help="only the per-block cost table")
+    ap.add_argument("--first", action="store_true", help="only the first-seam table")
     ap.add_argument("--seconds", type=float, default=4.0, help="utterance for the seam table")
     ap.add_argument("--sample", type=int, default=6,
                     help="full size: time the first and last N blocks of each utterance "
@@ -135,7 +168,7 @@ def main() -> None:
                     help="torch intra-op threads (default 1, as the plugin uses on CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    both = not (args.seam or args.cost)
+    both = not (args.seam or args.cost or args.first)
     sizes = ["tiny", "full"] if args.size == "both" else [args.size]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -144,6 +177,9 @@ def main() -> None:
     for size in sizes:
         if args.seam or both:
             seam_table(size, args.seconds, grid)
+        if args.first:
+            first_seam_table(size, args.seconds, [(6, 24), (2, 24), (2, 20), (2, 16), (4, 12),
+                                                  (2, 12), (4, 8), (2, 8), (2, 4)])
         if args.cost or both:
             cost_table(size, WindowPlan(), 0 if size == "tiny" else args.sample)
 

@@ -69,6 +69,7 @@ def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
     for b in batches:
         ids = torch.randint(0, 1000, (b,), device=dev)
         pos = torch.full((b,), CONTEXT, device=dev)
+        inputs = torch.stack([ids, pos], 1)
         rows = RowParams.build([SamplingParams()] * b, list(range(b)), [0] * b, [allowed] * b,
                                static.vocab, dev)
         with torch.inference_mode():
@@ -85,7 +86,7 @@ def llm_rows(ckpt: Path, batches: list[int]) -> list[dict]:
                 static.forward(0, ids[:, None], pos[:, None], CONTEXT + 1)
 
             def graph_step():
-                sample(graphs.step(ids, pos, CONTEXT + 1), rows, masks.table, 50).tolist()
+                sample(graphs.step(inputs, CONTEXT + 1), rows, masks.table, 50).tolist()
 
             prompts = [tuple(range(100))] * b
 
@@ -115,7 +116,7 @@ def check_graphs(hf, static, graphs, prefill) -> None:
         want = hf(input_ids=prompts).logits[:, -1].float()
         print(f"prefill graph vs Hugging Face: max |logit diff| {(first - want).abs().max():.4f}")
         nxt = torch.randint(0, 1000, (4,), device=dev)
-        got = graphs.step(nxt, torch.full((4,), 50, device=dev), 51).clone()
+        got = graphs.step(torch.stack([nxt, torch.full((4,), 50, device=dev)], 1), 51).clone()
         want = hf(input_ids=torch.cat([prompts, nxt[:, None]], 1)).logits[:, -1].float()
     err = (got - want).abs().max().item()
     agree = (got.argmax(-1) == want.argmax(-1)).float().mean().item()
@@ -143,6 +144,30 @@ def decoder_rows(ckpt: Path, batches: list[int]) -> list[dict]:
                 d = model.speaker_embedding(torch.randint(0, 4096, (b, 32), device="cuda"))
                 row[f"bicodec {name} ms"] = timed(lambda: model.decode_with_embedding(tokens, d))
         out.append(row)
+    return out
+
+
+def first_window_rows(ckpt: Path, lengths: list[int]) -> list[dict]:
+    """One-row windows of ``lengths`` tokens: eager against ``FirstWindowGraph`` replays, and
+    how far the replayed waveform is from the eager one (float32, TF32 convolutions both)."""
+    from veena.plugins.spark.bicodec import BiCodecDecoder
+    from veena.plugins.spark.decoder_graph import FirstWindowGraph
+
+    model = BiCodecDecoder.from_pretrained(ckpt / "BiCodec", device="cuda")
+    dev = torch.device("cuda")
+    out = []
+    with torch.inference_mode():
+        d = model.speaker_embedding(torch.randint(0, 4096, (1, 32), device=dev))
+        for n in lengths:
+            graph = FirstWindowGraph(model, dev, n, d.shape[-1])
+            tokens = tuple(torch.randint(0, 8192, (n,)).tolist())
+            ids = torch.tensor([tokens], device=dev)
+            eager = model.decode_with_embedding(ids, d).float().cpu()
+            diff = (graph.decode(tokens, d) - eager).abs().max().item()
+            out.append({"tokens": n,
+                        "eager ms": timed(lambda: model.decode_with_embedding(ids, d).cpu()),
+                        "graph ms": timed(lambda: graph.decode(tokens, d)),
+                        "max diff LSB": diff * 32767})
     return out
 
 
@@ -224,6 +249,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", type=Path, default=None)
     ap.add_argument("--batches", default="1,8,32,64")
+    ap.add_argument("--first-window", default=None, metavar="26,18",
+                    help="only time one-row first windows of these lengths, eager and graph")
     args = ap.parse_args()
     from veena.plugins.spark.checkpoint import write_random_checkpoint
 
@@ -232,6 +259,9 @@ def main() -> None:
         write_random_checkpoint(ckpt, "full")
     batches = [int(b) for b in args.batches.split(",")]
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
+    if args.first_window:
+        print(table(first_window_rows(ckpt, [int(n) for n in args.first_window.split(",")])))
+        return
     print(table(llm_rows(ckpt, batches)))
     print(table(decoder_rows(ckpt, batches)))
     bf16_error(ckpt)

@@ -130,6 +130,36 @@ def test_a_rows_draw_depends_only_on_its_own_seed_and_step():
     assert len(steps) > 5  # the stream moves on from step to step
 
 
+def test_sampling_over_gathered_allowed_ids_draws_the_same_tokens():
+    """What the decode graphs sample (``sample_allowed``, the allowed ids gathered first) is
+    what ``sample`` over the whole masked vocabulary gives, row by row."""
+    from veena.plugins.spark.engine.base import TokenSet
+    from veena.plugins.spark.engine.sampling import MaskTable, RowParams, sample, sample_allowed
+
+    vocab, n = 3000, 64
+    masks = MaskTable(vocab, torch.device("cpu"), width=1024)
+    semantic = masks.index(TokenSet("semantic", tuple(range(1000, 1800)) + (2990, 2991)))
+    globals_ = masks.index(TokenSet("global", tuple(range(200, 700))))
+    assert masks.index(TokenSet("too wide", tuple(range(2000)))) == 3
+    assert masks.allowed.holds([semantic, globals_]) and not masks.allowed.holds([0])
+    assert not masks.allowed.holds([3])
+    logits = torch.randn(n, vocab, generator=torch.Generator().manual_seed(5))
+    params = [SamplingParams(*p) for p in ((0.8, 50, 0.95), (1.0, 5, 1.0), (0.0, 50, 1.0),
+                                           (1.3, 64, 0.5))]
+    buffers = RowParams.buffers(2 * n, torch.device("cpu"))
+    for step in range(3):
+        batch = [params[i % len(params)] for i in range(n)]
+        mask_rows = [semantic if i % 3 else globals_ for i in range(n)]
+        args = (batch, [(7 * i + 1) << 3 for i in range(n)], [step] * n, mask_rows, vocab)
+        rows = RowParams.build(*args, torch.device("cpu"))
+        views = buffers.load(*args)
+        assert views.step.data_ptr() == buffers.step.data_ptr()
+        want = sample(logits, rows, masks.table, 64)
+        assert torch.equal(sample_allowed(logits, views, masks.allowed, 64), want)
+        assert all(int(t) in (range(1000, 1800) if m == semantic else range(200, 700))
+                   or int(t) in (2990, 2991) for t, m in zip(want, mask_rows))
+
+
 # --- the contract of every torch engine -----------------------------------------------------
 
 def test_engine_stops_on_length_and_stop_ids(engine, tokenizer, tokens, semantic):

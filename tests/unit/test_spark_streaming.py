@@ -52,6 +52,28 @@ def test_first_block_leaves_once_its_lookahead_exists():
     assert plan.first_audio_after() == 34
 
 
+def test_a_shorter_first_lookahead_changes_only_the_first_window():
+    plan = WindowPlan(left=24, lookahead=24, first_block=2, first_lookahead=8, block=80)
+    dec = StreamingDecoder(plan)
+    dec.push(*range(9))
+    assert dec.next_window() is None
+    dec.push(9)
+    first = dec.next_window()
+    assert (first.start, first.emit_from, first.emit_to, first.stop) == (0, 0, 2, 10)
+    assert plan.first_audio_after() == 10 and plan.window_lengths()[0] == 10
+    dec.accept(first, np.zeros(10 * HOP, np.float32))
+    dec.push(*range(10, 28))
+    assert dec.next_window() is None  # the second block (3 tokens) waits for 24 more
+    dec.push(28)
+    second = dec.next_window()
+    assert (second.start, second.emit_from, second.emit_to, second.stop) == (0, 2, 5, 29)
+    assert WindowPlan(first_block=2, first_lookahead=None).first_audio_after() == 26
+    with pytest.raises(ValueError, match="crossfade"):
+        WindowPlan(first_lookahead=0, crossfade=160)
+    with pytest.raises(ValueError, match="first_lookahead"):
+        WindowPlan(first_lookahead=-1)
+
+
 def test_windows_have_constant_size_however_long_the_utterance():
     plan = WindowPlan()
     tokens = list(np.random.default_rng(0).integers(0, 8192, 3000))  # 60 s
@@ -75,12 +97,15 @@ def test_decoder_memory_is_bounded():
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(0, 260), left=st.integers(0, 30), ahead=st.integers(0, 30),
        first=st.integers(1, 30), block=st.integers(1, 40), xf=st.integers(0, 400),
+       first_ahead=st.one_of(st.none(), st.integers(0, 30)),
        pushes=st.lists(st.integers(1, 50), max_size=30))
-def test_streamed_output_equals_whole_decode(n, left, ahead, first, block, xf, pushes):
+def test_streamed_output_equals_whole_decode(n, left, ahead, first, block, xf, first_ahead,
+                                             pushes):
     """Every sample is emitted exactly once, in order; with a decoder of no reach the streamed
     waveform is the whole-utterance waveform (crossfading identical signals changes nothing)."""
+    shortest = ahead if first_ahead is None else min(ahead, first_ahead)
     plan = WindowPlan(left=left, lookahead=ahead, first_block=first, block=block,
-                      crossfade=min(xf, ahead * HOP))
+                      first_lookahead=first_ahead, crossfade=min(xf, shortest * HOP))
     tokens = list(np.random.default_rng(n).integers(0, 8192, n))
     streamed, windows = run(plan, tokens, pushes)
     assert len(streamed) == n * HOP

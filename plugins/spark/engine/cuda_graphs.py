@@ -6,6 +6,10 @@ launches them all at once. Shapes must be fixed, so rows are padded up to the ne
 prompts up to the next length bucket, and decode attention reads the cache up to the next length
 bucket. All graphs are captured at start-up (no capture stalls while serving) and share one
 memory pool.
+
+Given the engine's ``MaskTable``, each decode graph also samples its rows (``sample_allowed``
+over fixed ``RowParams`` buffers, top-k up to ``GRAPH_TOP_K``): the 80-odd small sampling
+kernels no longer cost a launch each from the engine thread, which holds the GIL meanwhile.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import bisect
 
 import torch
 
+from veena.plugins.spark.engine.sampling import MaskTable, RowParams, sample_allowed
 from veena.plugins.spark.engine.static_model import StaticQwen2
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 LENGTH_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PREFILL_ROWS = (1, 2, 4, 8, 16, 32)
 PREFILL_WIDTHS = (32, 64, 128, 256)
+GRAPH_TOP_K = 64
+"""Candidates the in-graph sampler ranks: batches whose largest top-k is above it (or that
+sample from the whole vocabulary) are sampled outside the graph."""
 
 
 def buckets(limit: int, candidates: tuple[int, ...]) -> list[int]:
@@ -28,16 +36,29 @@ def buckets(limit: int, candidates: tuple[int, ...]) -> list[int]:
 
 
 class DecodeGraphs:
-    """Captured decode steps over slots ``[0, B)`` of a ``StaticQwen2``."""
+    """Captured decode steps over slots ``[0, B)`` of a ``StaticQwen2``; with ``masks``, each
+    step also samples its rows from ``rows`` (fill it with ``RowParams.load``)."""
 
-    def __init__(self, model: StaticQwen2, pool: object) -> None:
+    def __init__(self, model: StaticQwen2, pool: object, masks: MaskTable | None = None) -> None:
         self.model = model
         self.pool = pool
+        self.masks = masks
         self.batches = buckets(model.slots, BATCH_BUCKETS)
         self.lengths = buckets(model.max_len, LENGTH_BUCKETS)
-        self._ids = torch.zeros(model.slots, 1, dtype=torch.long, device=model.device)
-        self._pos = torch.zeros(model.slots, 1, dtype=torch.long, device=model.device)
-        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # One (slots, 2) buffer of [id, position] rows: a step's inputs arrive in one copy.
+        self._inputs = torch.zeros(model.slots, 2, dtype=torch.long, device=model.device)
+        self._ids, self._pos = self._inputs[:, 0:1], self._inputs[:, 1:2]
+        self.rows = RowParams.buffers(model.slots, model.device) if masks is not None else None
+        self._allowed = masks.allowed if masks is not None else None
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor,
+                                                  torch.Tensor | None]] = {}
+        self._last: torch.Tensor | None = None
+
+    def _forward(self, rows: int, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.model.forward(0, self._ids[:rows], self._pos[:rows], length)
+        if self.rows is None:
+            return logits, None
+        return logits, sample_allowed(logits, self.rows.head(rows), self._allowed, GRAPH_TOP_K)
 
     def capture(self) -> None:
         """Captures every bucket pair. Writes junk into the cache: call before serving."""
@@ -46,31 +67,41 @@ class DecodeGraphs:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():
             for rows in self.batches:  # warm-up: lazy initialisation outside any capture
-                self.model.forward(0, self._ids[:rows], self._pos[:rows], self.lengths[0])
+                self._forward(rows, self.lengths[0])
         torch.cuda.current_stream().wait_stream(side)
         # Large graphs first, so the smaller ones reuse their pool memory.
         for length in reversed(self.lengths):
             for rows in reversed(self.batches):
                 graph = torch.cuda.CUDAGraph()
                 with torch.inference_mode(), torch.cuda.graph(graph, pool=pool):
-                    logits = self.model.forward(0, self._ids[:rows], self._pos[:rows], length)
-                self._graphs[(rows, length)] = (graph, logits)
+                    logits, tokens = self._forward(rows, length)
+                self._graphs[(rows, length)] = (graph, logits, tokens)
         torch.cuda.synchronize()
 
-    def step(self, ids: torch.Tensor, positions: torch.Tensor, longest: int) -> torch.Tensor:
-        """Logits (n, V) for ``ids`` (n,) at ``positions`` (n,) in slots ``[0, n)``;
-        ``longest`` is the largest position plus one (known on the host)."""
-        n = ids.shape[0]
+    def samples(self, mask_rows: list[int], max_k: int) -> bool:
+        """Whether the step's own sampling serves a batch with these mask rows and top-k."""
+        return (self.rows is not None and max_k <= GRAPH_TOP_K
+                and self.masks.allowed is self._allowed and self._allowed.holds(mask_rows))
+
+    def step(self, inputs: torch.Tensor, longest: int) -> torch.Tensor:
+        """Logits (n, V) for ``inputs`` (n, 2): each row's input id and its position, rows in
+        slots ``[0, n)``; ``longest`` is the largest position plus one (known on the host).
+        The step's sampled tokens (when it samples) are ``tokens(n)`` afterwards."""
+        n = inputs.shape[0]
         rows = self.batches[bisect.bisect_left(self.batches, n)]
         length = self.lengths[bisect.bisect_left(self.lengths, longest)]
-        self._ids[:n, 0].copy_(ids)
-        self._pos[:n, 0].copy_(positions)
+        self._inputs[:n].copy_(inputs, non_blocking=True)
         if rows > n:  # padding rows write position 0 of free slots, which nothing reads
-            self._ids[n:rows].zero_()
-            self._pos[n:rows].zero_()
-        graph, logits = self._graphs[(rows, length)]
+            self._inputs[n:rows].zero_()
+        graph, logits, self._last = self._graphs[(rows, length)]
         graph.replay()
         return logits[:n]
+
+    def tokens(self, n: int) -> torch.Tensor:
+        """The tokens the last ``step`` sampled for its first ``n`` rows."""
+        if self._last is None:
+            raise RuntimeError("these graphs do not sample")
+        return self._last[:n]
 
 
 class PrefillGraphs:

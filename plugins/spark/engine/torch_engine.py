@@ -7,7 +7,8 @@ for every live request together and samples each row with its own parameters. Re
 and leave between steps. Memory is fixed at start: ``slots`` sequences of ``max_len`` tokens;
 when every slot is busy, new requests wait in a queue (``stats()["queued"]``).
 
-On CPU the same loop runs eagerly (the tests use it); on CUDA the decode step replays graphs.
+On CPU the same loop runs eagerly (the tests use it); on CUDA the decode step replays graphs,
+which sample the rows too (the sampling inputs live in the graphs' fixed buffers).
 Transformers' own continuous batching was not used: it cannot restrict each request to its own
 allowed ids or seed each request, and its CUDA graphs need flash-attention kernels.
 """
@@ -25,7 +26,8 @@ import torch
 
 from veena.plugins.spark.engine.base import FinishReason, TokenRequest
 from veena.plugins.spark.engine.loading import load_causal_lm
-from veena.plugins.spark.engine.sampling import MaskTable, RowParams, max_top_k, request_key, sample
+from veena.plugins.spark.engine.sampling import (MaskTable, RowParams, max_top_k, request_key, sample,
+                                                 sample_allowed)
 from veena.plugins.spark.engine.static_model import StaticQwen2
 from veena.plugins.spark.engine.stream import End, QueueTokenStream, deliver_all, log_abort
 from veena.plugins.spark.engine.worker import WorkerEngine
@@ -82,6 +84,10 @@ class TorchEngine(WorkerEngine):
         self._rows: RowParams | None = None
         self._rows_for: list[_Seq] = []
         self._max_k = 1
+        self._graph_samples = False
+        """Whether the decode graphs' own sampling serves the current batch."""
+        self._host: torch.Tensor | None = None
+        self._copied: Any = None
 
     def _load(self) -> None:
         hf = load_causal_lm(self.llm_dir, self.device, self.dtype, self.threads)
@@ -92,11 +98,15 @@ class TorchEngine(WorkerEngine):
 
             t = time.perf_counter()
             pool = torch.cuda.graph_pool_handle()
-            self.graphs = DecodeGraphs(self.model, pool)
+            self.graphs = DecodeGraphs(self.model, pool, self.masks)
             self.graphs.capture()
             self.prefill_graphs = PrefillGraphs(self.model, pool)
             self.prefill_graphs.capture()
             self._warm_prefill()
+            # Sampled ids come back through pinned memory and an event: waiting on the event
+            # releases the GIL, so the decoder threads run while a step is on the GPU.
+            self._host = torch.zeros(self.slots, dtype=torch.long, pin_memory=True)
+            self._copied = torch.cuda.Event()
             log.info("torch engine: captured CUDA graphs in %.1f s (KV cache %.2f GiB)",
                      time.perf_counter() - t, self.model.cache_bytes / 2**30)
 
@@ -223,29 +233,62 @@ class TorchEngine(WorkerEngine):
     def _decode(self) -> None:
         """One decode step for every live request."""
         live = self._live
-        ids = torch.tensor([s.last for s in live], dtype=torch.long).to(self.device, non_blocking=True)
-        pos = torch.tensor([s.length for s in live], dtype=torch.long).to(self.device, non_blocking=True)
+        inputs = torch.tensor([(s.last, s.length) for s in live], dtype=torch.long)
         longest = max(s.length for s in live) + 1
+        self._load_rows(live)  # before the step: a graph samples from these buffers
+        tokens = None
         if self.graphs is not None:
-            logits = self.graphs.step(ids, pos, longest)
+            logits = self.graphs.step(inputs, longest)
+            if self._graph_samples:
+                tokens = self.graphs.tokens(len(live))
         else:
-            logits = self.model.forward(0, ids[:, None], pos[:, None], longest)
+            inputs = inputs.to(self.device)
+            logits = self.model.forward(0, inputs[:, :1], inputs[:, 1:], longest)
         for s in live:
             s.length += 1
         self._batch = len(live)
         self._counts["steps"] += 1
-        self._emit(list(live), self._sample(logits, live))
+        self._emit(list(live), self._sample(logits, live, tokens))
 
-    def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[int]:
-        if self._rows_for != seqs:  # rebuild only when the batch changed
-            self._rows = RowParams.build([s.req.sampling for s in seqs], [s.key for s in seqs],
-                                         [s.stream.generated for s in seqs],
-                                         [s.mask_index for s in seqs], self.model.vocab, self.device)
-            self._rows_for = list(seqs)
-            self._max_k = max_top_k([s.req for s in seqs])
-        tokens = sample(logits, self._rows, self.masks.table, self._max_k)
+    def _load_rows(self, seqs: list[_Seq]) -> None:
+        """Sampling inputs of ``seqs`` (rebuilt only when the batch changed)."""
+        if self._rows_for == seqs:
+            return
+        args = ([s.req.sampling for s in seqs], [s.key for s in seqs],
+                [s.stream.generated for s in seqs], [s.mask_index for s in seqs], self.model.vocab)
+        if self.graphs is not None:
+            self._rows = self.graphs.rows.load(*args)
+        else:
+            self._rows = RowParams.build(*args, self.device)
+        self._rows_for = list(seqs)
+        self._max_k = max_top_k([s.req for s in seqs])
+        self._graph_samples = self.graphs is not None and self.graphs.samples(
+            [s.mask_index for s in seqs], self._max_k)
+
+    def _sample(self, logits: torch.Tensor, seqs: list[_Seq],
+                tokens: torch.Tensor | None = None) -> list[int]:
+        """Token ids for ``seqs`` (``tokens``: already sampled by the decode graph)."""
+        self._load_rows(seqs)
+        if tokens is None:
+            if self._graph_samples:  # on a GPU, over the allowed ids only (same draws)
+                tokens = sample_allowed(logits, self._rows, self.masks.allowed, self._max_k)
+            else:
+                tokens = sample(logits, self._rows, self.masks.table, self._max_k)
         self._rows.step += 1
-        return tokens.tolist()
+        return self._to_host(tokens)
+
+    def _to_host(self, tokens: torch.Tensor) -> list[int]:
+        """The ids as a list; on a GPU the wait for them holds no GIL (``Event.synchronize``).
+        With ``.tolist()`` on the GPU tensor and the sampling inside the graph, the decoder
+        threads' eager windows starved while steps ran back to back (H200: first audio 504 ms
+        instead of 67 ms with an eager first window; docs/benchmarks.md, issue 18 runs)."""
+        if self._host is None:
+            return tokens.tolist()
+        host = self._host[:tokens.shape[0]]
+        host.copy_(tokens, non_blocking=True)
+        self._copied.record()
+        self._copied.synchronize()
+        return host.tolist()
 
     def _emit(self, seqs: list[_Seq], tokens: list[int]) -> None:
         """Hands tokens to their streams, ends finished requests and frees their slots.

@@ -64,13 +64,22 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Tokens of left context per decoder window (seam error measured in
     docs/benchmarks.md: 24 is within 0.2 int16 LSB of a whole-utterance decode)."""
     window_lookahead: int = 24
-    first_block: int = 6
-    """Tokens in the first emitted block (120 ms; leaves once first_block + lookahead = 30
-    tokens exist). Later blocks ramp up (x1.5: 6, 9, 23, 40 ...) so the audio already sent
-    covers the wait for the next block at up to 2/3 of real time."""
-    block: int = 40
-    """Tokens in every later block (800 ms): a window of 24 + 40 + 24 tokens decodes 2.2 tokens
-    per token played (25 would take 2.9), which matters when the GPU decodes 64 streams."""
+    first_lookahead: int | None = None
+    """Lookahead of the first block only (default: ``window_lookahead``): fewer tokens bring the
+    first audio sooner and enlarge the error at the first seam only (table in
+    docs/benchmarks.md)."""
+    first_block: int = 2
+    """Tokens in the first emitted block (40 ms; leaves once first_block + first lookahead = 26
+    tokens exist). Later blocks ramp up (x1.5: 2, 3, 8, 20, 50, 80 ...) so the audio already
+    sent covers the wait for the next block at up to 2/3 of real time. 2 instead of 6 took 6-8
+    ms off the first audio on an H200 (docs/benchmarks.md)."""
+    block: int = 80
+    """Tokens in every later block (1.6 s): a window of 24 + 80 + 24 tokens decodes 1.6 tokens
+    per token played (2.2 at 40, 2.9 at 25); at 256 streams on an H200 only 80 kept every
+    stream faster than real time (docs/benchmarks.md)."""
+    first_window_graph: bool = True
+    """On a GPU, decode each stream's first window (one row) by replaying a CUDA graph: 3-4 ms
+    instead of 10-12 ms eager, on the way to the first audio byte."""
     crossfade_ms: float = 10.0
     """Blend where decoder windows meet."""
     chunk_crossfade_ms: float = 20.0
@@ -92,8 +101,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         from veena.plugins.spark.streaming import WindowPlan
 
         return WindowPlan(left=self.window_left, lookahead=self.window_lookahead,
-                          first_block=self.first_block, block=self.block,
-                          crossfade=round(self.crossfade_ms * SAMPLE_RATE / 1000), hop=HOP)
+                          first_lookahead=self.first_lookahead, first_block=self.first_block,
+                          block=self.block, hop=HOP,
+                          crossfade=round(self.crossfade_ms * SAMPLE_RATE / 1000))
 
     def resolved_device(self) -> str:
         if self.device != "auto":

@@ -20,7 +20,7 @@ from veena.platform.config import VeenaConfig
 from veena.platform.errors import ConfigError
 from veena.platform.hookspecs import hookimpl
 from veena.platform.plugins import build_plugin_manager
-from tests.support.thirdparty import build_site
+from tests.support.thirdparty import CONTRACTS, build_site
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +151,13 @@ def test_built_in_plugins_bring_their_own_commands(tmp_path):
     gone = subprocess.run([*cli, "apbwe", "random", str(tmp_path / "x")], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "VEENA_CONFIG": str(cfg)})
     assert gone.returncode == 2 and "invalid choice: 'apbwe'" in gone.stderr
+
+
+def test_wheel_codec_and_voice_pass_the_contract_suites(site, tmp_path):
+    (tmp_path / "test_percent_contracts.py").write_text(CONTRACTS)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(tmp_path / "test_percent_contracts.py")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **_env(site)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "10 passed, 1 skipped" in out.stdout  # the bitrate test: s8 takes none

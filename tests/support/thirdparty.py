@@ -65,6 +65,8 @@ class S8:
             raise ValueError("s8 has no bitrate")
 
     def open(self, sample_rate, *, streaming, bitrate=None):
+        if sample_rate not in self.sample_rates:
+            raise ValueError(f"s8 cannot be sent at {sample_rate} Hz")
         encoder = S8Encoder()
         encoder.rate = sample_rate
         return encoder
@@ -129,6 +131,33 @@ percent = "veena_percent"
 [tool.setuptools]
 py-modules = ["veena_percent"]
 '''
+
+
+CONTRACTS = '''
+"""The wheel's codec and voice pass veena.testing's contract suites, as a third party runs them."""
+import numpy as np
+import pytest
+
+from veena.testing.codecs import CodecContract
+from veena.testing.synthesizers import SynthesizerContract
+from veena_percent import S8, Quiet
+
+
+class TestS8(CodecContract):
+    @pytest.fixture
+    def codec(self):
+        return S8()
+
+    def decode(self, body, name, sample_rate):
+        return np.frombuffer(body, dtype=np.int8) / 128.0, sample_rate
+
+
+class TestQuiet(SynthesizerContract):
+    @pytest.fixture
+    def synthesizer(self):
+        return Quiet()
+'''
+"""A test module of the wheel's own, run with pytest where the wheel is installed."""
 
 
 def build_site(root: Path) -> Path:

@@ -40,6 +40,27 @@ TAIL_S = 0.02
 RAW_DEMUXERS = {"pcm": "s16le", "mulaw": "mulaw", "alaw": "alaw"}
 
 
+def decode(body: bytes, codec: str, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """(mono float samples, rate) of a complete body, decoded with PyAV; raw formats need
+    their ``sample_rate``; several channels are averaged."""
+    import av
+
+    fmt = RAW_DEMUXERS.get(codec)
+    options = {"sample_rate": str(sample_rate), "ch_layout": "mono"} if fmt else {}
+    with av.open(io.BytesIO(body), format=fmt, options=options) as container:
+        stream = container.streams.audio[0]
+        frames = [f.to_ndarray() for f in container.decode(stream)]
+        rate = stream.codec_context.sample_rate
+    if not frames:
+        return np.zeros(0, dtype=np.float32), rate
+    data = np.concatenate([f.reshape(f.shape[0], -1) if f.ndim == 2 else f[None] for f in frames],
+                          axis=1)
+    data = data[0] if data.shape[0] == 1 else data.mean(axis=0)
+    if data.dtype == np.int16:
+        data = data.astype(np.float32) / 32768.0
+    return data.astype(np.float32), rate
+
+
 def tone_blocks(rate: int, seconds: float = SECONDS) -> list[PCM]:
     """A 440 Hz tone at 0.3 of full scale, in 20 ms blocks at ``rate``."""
     t = np.arange(int(rate * seconds)) / rate
@@ -56,20 +77,9 @@ class CodecContract:
         raise NotImplementedError("give the suite a `codec` fixture")
 
     def decode(self, body: bytes, name: str, sample_rate: int) -> tuple[np.ndarray, int]:
-        """The body's mono samples as floats and the rate they were decoded at (PyAV; raw
-        formats by their demuxer; an Opus decoder always answers at 48 kHz)."""
-        import av
-
-        fmt = RAW_DEMUXERS.get(name)
-        options = {"sample_rate": str(sample_rate), "ch_layout": "mono"} if fmt else {}
-        with av.open(io.BytesIO(body), format=fmt, options=options) as container:
-            stream = container.streams.audio[0]
-            frames = [f.to_ndarray() for f in container.decode(stream)]
-            rate = stream.codec_context.sample_rate
-        if not frames:
-            return np.zeros(0, dtype=np.float32), rate
-        data = np.concatenate([f.reshape(f.shape[0], -1) for f in frames], axis=1)[0]
-        return (data.astype(np.float32) / 32768.0 if data.dtype == np.int16 else data), rate
+        """The body's mono samples as floats and the rate they were decoded at (an Opus
+        decoder always answers at 48 kHz); a suite may override it for its own formats."""
+        return decode(body, name, sample_rate)
 
     def test_declares_what_it_accepts(self, codec):
         assert isinstance(codec, Codec)
